@@ -1,0 +1,197 @@
+"""The generated configuration each node program reads: concrete addresses, ports, seconds.
+
+`lab.topology.resolve` writes these from a scenario; a runtime backend then
+fills in where things really are (bind address, ports, directories). A node
+program knows nothing else about the scenario: the same JSON file drives it
+in a container and in the local backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lab.scenario.model import (
+    AuthMechanism,
+    AuthPolicy,
+    CertificateFault,
+    DnsFault,
+    ListenerTls,
+    MailboxState,
+    MailSettings,
+    PortPolicy,
+)
+
+
+class ConfigModel(BaseModel):
+    """Generated, not hand-written: still strict so that a stale field is caught."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResolverConfig(ConfigModel):
+    """Where a node asks DNS questions: always the lab DNS, never the host's resolver."""
+
+    nameserver: str
+    port: int = 53
+    timeout: float = 2.0
+
+
+class NodeConfig(ConfigModel):
+    """What every node program gets."""
+
+    name: str
+    data_dir: Path = Field(description="Events log, mailboxes, queue live under here.")
+    listen_host: str = "0.0.0.0"
+    proxy_protocol: bool = Field(
+        default=False,
+        description="Servers expect a PROXY v1 header carrying the emulated peer address "
+        "(local backend); in containers the real peer address is used.",
+    )
+
+
+# --- dns -------------------------------------------------------------------------------------
+
+
+class DnsRecordConfig(ConfigModel):
+    """One record with an absolute owner name ("mail.example.com.") and rdata as text."""
+
+    name: str
+    type: Literal["A", "AAAA", "MX", "TXT", "PTR", "CNAME", "NS", "SOA"]
+    value: str
+    ttl: int = 300
+
+
+class DnsConfig(NodeConfig):
+    """The lab DNS: authoritative for `zones`; NXDOMAIN for every other name."""
+
+    role: Literal["dns"] = "dns"
+    port: int = Field(default=53, description="UDP and TCP; 0 binds an ephemeral port.")
+    zones: list[str] = Field(description="Absolute origins, incl. reverse zones.")
+    records: list[DnsRecordConfig]
+    faults: dict[str, DnsFault] = Field(
+        default={}, description="Absolute name -> fault; applies to the name and below it."
+    )
+
+
+# --- mail servers --------------------------------------------------------------------------
+
+
+class ListenerConfig(ConfigModel):
+    """A listening port: `port` is the port in the lab, `bind_port` where it really binds."""
+
+    port: int
+    bind_port: int = Field(default=0, description="0 binds an ephemeral port (local backend).")
+    tls: ListenerTls
+    auth: AuthPolicy
+    require_tls: bool
+    auth_requires_tls: bool
+
+
+class TlsFiles(ConfigModel):
+    """PEM files of a server certificate (leaf first, then chain) and key."""
+
+    cert_file: Path
+    key_file: Path
+    fault: CertificateFault = CertificateFault.NONE
+
+
+class GreylistConfig(ConfigModel):
+    """Greylisting with its delay already in lab seconds."""
+
+    delay: float
+    recipients: list[str] = []
+
+
+class RelayPermit(ConfigModel):
+    """Who may relay to domains that are not local."""
+
+    authenticated: bool = True
+    networks: list[str] = Field(default=[], description="CIDRs of clients that may relay.")
+
+
+class NextHop(ConfigModel):
+    """A fixed next hop: a name or address and a port."""
+
+    host: str
+    port: int = 25
+
+
+class ConnectorConfig(ConfigModel):
+    """Route recipient domains matching `domains` ("*.net", "example.org") to `to`."""
+
+    domains: list[str]
+    to: NextHop
+
+
+class RoutingConfig(ConfigModel):
+    """Next-hop selection: connectors first, then the smart host, else MX lookup."""
+
+    smarthost: NextHop | None = None
+    connectors: list[ConnectorConfig] = []
+
+
+class QueueConfig(ConfigModel):
+    """Retry schedule and lifetime in lab seconds (already compressed)."""
+
+    retry: list[float]
+    lifetime: float
+    connect_timeout: float = 2.0
+
+
+class MailServerConfig(NodeConfig):
+    """An SMTP server: an `mx` receives for its domains, a `relay` also relays and queues."""
+
+    role: Literal["relay", "mx"]
+    hostname: str
+    listeners: list[ListenerConfig]
+    tls: TlsFiles | None = None
+    auth_mechanisms: list[AuthMechanism]
+    users: dict[str, str] = {}
+    domains: list[str] = []
+    mailboxes: dict[str, MailboxState] = {}
+    max_size: int | None = None
+    greylist: GreylistConfig | None = None
+    permit_relay: RelayPermit = RelayPermit(authenticated=False)
+    routing: RoutingConfig = RoutingConfig()
+    queue: QueueConfig | None = Field(default=None, description="Relays only.")
+    resolver: ResolverConfig | None = None
+    ca_file: Path | None = Field(default=None, description="Trust anchor for outbound TLS.")
+
+
+# --- client and router ------------------------------------------------------------------------
+
+
+class ClientConfig(NodeConfig):
+    """The customer's mail program and the machine it runs on."""
+
+    role: Literal["client"] = "client"
+    hostname: str
+    settings: MailSettings
+    resolver: ResolverConfig | None = None
+    ca_file: Path | None = None
+
+
+class RouterConfig(NodeConfig):
+    """The ISP router: per-port policy for connections from `inside` to `outside`."""
+
+    role: Literal["router"] = "router"
+    inside_subnet: str
+    outside_subnet: str
+    ports: dict[int, PortPolicy] = {}
+    default: PortPolicy = PortPolicy.ALLOW
+    outage: bool = False
+
+
+AnyNodeConfig = Annotated[
+    DnsConfig | MailServerConfig | ClientConfig | RouterConfig, Field(discriminator="role")
+]
+
+
+class NodeConfigFile(BaseModel):
+    """The file `python -m lab.nodes <role> <file>` reads."""
+
+    model_config = ConfigDict(extra="forbid")
+    node: AnyNodeConfig

@@ -1,0 +1,55 @@
+"""SMTP replies the lab's servers give, as named constants.
+
+Shared by server handlers, the fault catalog and tests, so that a reply text
+lives in one place. The name carries the code; `tests/test_replies.py`
+checks that the code, the enhanced code's class and the name agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply: basic code (RFC 5321), enhanced code (RFC 3463) or "", and text."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    def __call__(self, **values: str) -> str:
+        """The reply line, with `{placeholders}` in the text filled in."""
+        text = self.text.format(**values) if values else self.text
+        return f"{self.code} {self.enhanced} {text}" if self.enhanced else f"{self.code} {text}"
+
+
+# --- success ---------------------------------------------------------------------------------
+S250_OK = Reply(250, "2.0.0", "OK")
+S250_SENDER_OK = Reply(250, "2.1.0", "Sender <{address}> OK")
+S250_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient <{address}> OK")
+S250_QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
+S250_DELIVERED = Reply(250, "2.0.0", "Ok: delivered as {queue_id}")
+
+# --- temporary failures ------------------------------------------------------------------------
+S421_TOO_MANY = Reply(421, "4.7.0", "{hostname} Too many connections, try again later")
+S451_GREYLISTED = Reply(
+    451, "4.7.1", "<{address}>: Recipient address rejected: Greylisted, try again later"
+)
+S451_LOCAL_ERROR = Reply(451, "4.3.0", "Error: local error in processing")
+S452_MAILBOX_FULL = Reply(452, "4.2.2", "<{address}>: Mailbox full, try again later")
+S454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
+
+# --- permanent failures -----------------------------------------------------------------------
+S504_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
+S530_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+S530_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+S535_BAD_CREDENTIALS = Reply(535, "5.7.8", "Authentication credentials invalid")
+S538_ENCRYPTION_REQUIRED = Reply(
+    538, "5.7.11", "Encryption required for requested authentication mechanism"
+)
+S550_USER_UNKNOWN = Reply(550, "5.1.1", "<{address}>: Recipient address rejected: User unknown")
+S550_MAILBOX_DISABLED = Reply(550, "5.2.1", "<{address}>: Mailbox disabled")
+S552_OVER_QUOTA = Reply(552, "5.2.2", "<{address}>: Mailbox full")
+S552_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
+S554_RELAY_DENIED = Reply(554, "5.7.1", "<{address}>: Relay access denied")

@@ -1,0 +1,93 @@
+"""Cross-references a schema cannot express: node and network names that must exist."""
+
+from __future__ import annotations
+
+from lab.scenario.model import (
+    ClientNode,
+    DnsNode,
+    MailServerNode,
+    RelayNode,
+    RouterNode,
+    Scenario,
+)
+
+Path = tuple[str | int, ...]
+
+
+def reference_problems(scenario: Scenario) -> list[tuple[Path, str]]:
+    """Every dangling or contradictory reference, as (key path, message)."""
+    problems: list[tuple[Path, str]] = []
+    networks = set(scenario.networks)
+    nodes = set(scenario.nodes)
+
+    def need_network(path: Path, name: str) -> None:
+        if name not in networks:
+            problems.append((path, f"no network named {name!r}; networks: {_names(networks)}"))
+
+    def need_node(path: Path, name: str) -> None:
+        if name not in nodes:
+            problems.append((path, f"no node named {name!r}; nodes: {_names(nodes)}"))
+
+    clients = [name for name, node in scenario.nodes.items() if isinstance(node, ClientNode)]
+    if len(clients) != 1:
+        problems.append(
+            (("nodes",), f"needs exactly one node of kind client, found {len(clients)}")
+        )
+    dns_nodes = [name for name, node in scenario.nodes.items() if isinstance(node, DnsNode)]
+    if len(dns_nodes) > 1:
+        problems.append((("nodes",), f"at most one node of kind dns, found {len(dns_nodes)}"))
+
+    for name, node in scenario.nodes.items():
+        base: Path = ("nodes", name)
+        if isinstance(node, RouterNode):
+            need_network((*base, "inside"), node.inside)
+            need_network((*base, "outside"), node.outside)
+        else:
+            need_network((*base, "network"), node.network)
+        if isinstance(node, DnsNode):
+            for zone_name, zone in node.zones.items():
+                for index, record in enumerate(zone.records):
+                    if record.node is not None:
+                        need_node(
+                            (*base, "zones", zone_name, "records", index, "node"), record.node
+                        )
+        if isinstance(node, RelayNode):
+            for index, rule in enumerate(node.permit_relay):
+                problems.extend(_permit_problems((*base, "permit_relay", index), rule, scenario))
+            if node.routing.smarthost:
+                need_node((*base, "routing", "smarthost"), node.routing.smarthost.split(":")[0])
+            for index, connector in enumerate(node.routing.connectors):
+                target = connector.to.split(":")[0]
+                if "." not in target:
+                    need_node((*base, "routing", "connectors", index, "to"), target)
+        if isinstance(node, MailServerNode):
+            for address in node.mailboxes:
+                domain = address.rpartition("@")[2].lower()
+                if "@" not in address or domain not in {d.lower() for d in node.domains}:
+                    problems.append(
+                        (
+                            (*base, "mailboxes", address),
+                            f"mailbox must be an address in this server's domains "
+                            f"({_names(set(node.domains))})",
+                        )
+                    )
+    routed = {(n.inside, n.outside) for n in scenario.nodes.values() if isinstance(n, RouterNode)}
+    for pair in routed:
+        if (pair[1], pair[0]) in routed:
+            problems.append((("nodes",), f"two routers join {pair[0]!r} and {pair[1]!r}"))
+    return problems
+
+
+def _permit_problems(path: Path, rule: str, scenario: Scenario) -> list[tuple[Path, str]]:
+    kind, _, name = rule.partition(":")
+    if rule == "authenticated":
+        return []
+    if kind == "network" and name in scenario.networks:
+        return []
+    if kind == "node" and name in scenario.nodes:
+        return []
+    return [(path, "expected 'authenticated', 'network:<network>' or 'node:<node>'")]
+
+
+def _names(names: set[str]) -> str:
+    return ", ".join(sorted(names)) or "none"

@@ -1,0 +1,252 @@
+"""Read scenario files: YAML text -> `Scenario`, every problem as `file:line: key: what`.
+
+The YAML is composed into nodes first so that each key path keeps the line it
+came from; pydantic's and the reference checker's complaints are then mapped
+back to those lines.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from lab.errors import Problem, ScenarioError
+from lab.scenario.checks import reference_problems
+from lab.scenario.model import Scenario
+
+KeyPath = tuple[str | int, ...]
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate one scenario file.
+
+    Raises:
+        ScenarioError: with one `Problem` per thing wrong, each naming file and line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError([Problem(str(path), None, "", f"cannot read: {error}")]) from None
+    return parse_scenario(text, str(path), default_id=path.stem)
+
+
+def parse_scenario(
+    text: str, filename: str = "<scenario>", default_id: str | None = None
+) -> Scenario:
+    """Validate scenario YAML text; `default_id` fills a missing `id`."""
+    data, lines = _compose(text, filename)
+    if not isinstance(data, dict):
+        raise ScenarioError([Problem(filename, 1, "", "a scenario file must be a mapping of keys")])
+    if default_id is not None:
+        data.setdefault("id", default_id)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as error:
+        problems = [_problem(filename, lines, data, detail) for detail in error.errors()]
+        raise ScenarioError(_unique(problems)) from None
+    references = reference_problems(scenario)
+    if references:
+        raise ScenarioError(
+            [
+                Problem(filename, _line_of(lines, path), _dotted(path), message)
+                for path, message in references
+            ]
+        )
+    return scenario
+
+
+# --- YAML with line numbers -------------------------------------------------------------
+
+
+def _compose(text: str, filename: str) -> tuple[Any, dict[KeyPath, int]]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else None
+        reason = error.problem or error.context or "invalid YAML"
+        raise ScenarioError([Problem(filename, line, "", f"invalid YAML: {reason}")]) from None
+    except yaml.YAMLError as error:
+        raise ScenarioError([Problem(filename, None, "", f"invalid YAML: {error}")]) from None
+    if root is None:
+        raise ScenarioError([Problem(filename, 1, "", "the file is empty")])
+    lines: dict[KeyPath, int] = {}
+    problems: list[Problem] = []
+    data = _to_python(root, (), lines, problems, filename)
+    if problems:
+        raise ScenarioError(problems)
+    return data, lines
+
+
+_constructor = yaml.SafeLoader("")
+
+
+def _to_python(
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    problems: list[Problem],
+    filename: str,
+) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _constructor.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                problems.append(
+                    Problem(
+                        filename,
+                        key_node.start_mark.line + 1,
+                        _dotted(path),
+                        "a key must be a plain value",
+                    )
+                )
+                continue
+            if key in result:
+                problems.append(
+                    Problem(
+                        filename,
+                        key_node.start_mark.line + 1,
+                        _dotted((*path, key)),
+                        "duplicate key",
+                    )
+                )
+                continue
+            result[key] = _to_python(value_node, (*path, key), lines, problems, filename)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _to_python(item, (*path, index), lines, problems, filename)
+            for index, item in enumerate(node.value)
+        ]
+    return _constructor.construct_object(node, deep=True)
+
+
+# --- pydantic errors -> problems -------------------------------------------------------------
+
+
+def _problem(filename: str, lines: dict[KeyPath, int], data: Any, detail: ErrorDetails) -> Problem:
+    path = _data_path(data, detail["loc"])
+    message = _message(detail, path, data)
+    return Problem(filename, _line_of(lines, path), _dotted(path), message)
+
+
+def _data_path(data: Any, loc: tuple[str | int, ...]) -> KeyPath:
+    """The key path in the file for a pydantic error location.
+
+    pydantic inserts union tags ('relay') and validator names that the file has
+    not, and reports integer keys (router ports) as strings.
+    """
+    path: list[str | int] = []
+    current = data
+    for part in loc:
+        if isinstance(current, dict) and part not in current:
+            if current.get("kind") == part or str(part).startswith("function-"):
+                continue
+            part = next((key for key in current if str(key) == str(part)), part)
+        path.append(part)
+        current = current.get(part) if isinstance(current, dict) else _index(current, part)
+    return tuple(path)
+
+
+def _index(value: Any, part: str | int) -> Any:
+    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        return value[part]
+    return None
+
+
+def _message(detail: ErrorDetails, path: KeyPath, data: Any) -> str:
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(data, path[:-1])
+        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key {path[-1]!r}{hint}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown node kind; allowed: {detail.get('ctx', {}).get('expected_tags', '')}"
+    if kind == "union_tag_not_found":
+        return "every node needs a 'kind': router, dns, relay, mx or client"
+    message = detail["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    value = detail.get("input")
+    if kind not in ("model_type", "dict_type", "list_type") and not isinstance(value, dict | list):
+        message = f"{message} (got {value!r})"
+    return message[0].lower() + message[1:]
+
+
+def _allowed_keys(data: Any, parent: KeyPath) -> list[str]:
+    """Field names (as written in files) of the model that validates the mapping at `parent`."""
+    annotation: Any = Scenario
+    current = data
+    for part in parent:
+        current = current.get(part) if isinstance(current, dict) else _index(current, part)
+        annotation = _child_annotation(annotation, part, current)
+        if annotation is None:
+            return []
+    model = _model_for(annotation, current)
+    if model is None:
+        return []
+    return sorted((field.alias or name) for name, field in model.model_fields.items())
+
+
+def _child_annotation(annotation: Any, part: str | int, value: Any) -> Any:
+    """The type that validates the value found under key `part` of a value of `annotation`."""
+    model = _model_for(annotation, value)
+    if model is not None:
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        return field.annotation if field else None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and len(args) == 2:
+        return args[1]
+    if origin is list and args:
+        return args[0]
+    return None
+
+
+def _model_for(annotation: Any, value: Any) -> type[BaseModel] | None:
+    """The model class among `annotation` (a class, Optional, Annotated or union) for `value`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (dict, list):
+        return None
+    candidates = [_model_for(arg, value) for arg in typing.get_args(annotation)]
+    models = [model for model in candidates if model is not None]
+    if len(models) > 1 and isinstance(value, dict):
+        # a tagged union: pick the member whose `kind` literal matches the value
+        for model in models:
+            kind = model.model_fields.get("kind")
+            if kind is not None and value.get("kind") in typing.get_args(kind.annotation):
+                return model
+        return None
+    return models[0] if models else None
+
+
+def _line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+def _dotted(path: KeyPath) -> str:
+    return ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in path).replace(
+        ".[", "["
+    )
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen: dict[tuple[int | None, str], Problem] = {}
+    for problem in problems:
+        seen.setdefault((problem.line, problem.key), problem)
+    return list(seen.values())

@@ -1,0 +1,63 @@
+"""Durations and sizes as people write them in scenario files ("15m", "10MB")."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as "500ms", "3s", "15m", "2h", "5d"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 3s, 15m or 2h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    else:
+        raise ValueError(f"expected a duration such as 3s, 15m or 2h, not {value!r}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """Bytes from a number or a string such as "512", "10KB", "25MB"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512, 10KB or 25MB")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.match(value)):
+        size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+    else:
+        raise ValueError(f"expected a size such as 512, 10KB or 25MB, not {value!r}")
+    if size < 0:
+        raise ValueError("a size cannot be negative")
+    return size
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form of a duration: 0.25 -> "250ms", 5400 -> "1.5h"."""
+    for unit, factor in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= factor:
+            return f"{seconds / factor:g}{unit}"
+    return f"{seconds * 1000:.0f}ms"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
