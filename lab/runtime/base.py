@@ -1,0 +1,95 @@
+"""The runtime interface: what a backend must offer so the CLI, the diagnosis engine,
+the TUI and the tests never care whether nodes are containers or coroutines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from lab.net import Connector
+    from lab.scenario.model import MailSettings
+    from lab.smtp.client import SendResult
+    from lab.topology import Topology
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A port a user's own application can reach on this host, and what it stands for."""
+
+    node: str
+    lab_address: str
+    lab_port: int
+    host: str
+    port: int
+    note: str = ""
+
+
+class Lab(Protocol):
+    """A running lab."""
+
+    @property
+    def id(self) -> str:
+        """Unique id; also the value of the `smtplab.lab` label on docker."""
+        ...
+
+    @property
+    def backend(self) -> str:
+        """'local' or 'docker'."""
+        ...
+
+    @property
+    def topology(self) -> Topology:
+        """What is running."""
+        ...
+
+    def connector_for(self, node: str) -> Connector:
+        """Opens TCP connections from where `node` stands (policy and NAT included)."""
+        ...
+
+    async def resolve(self, node: str, name: str, rdtype: str = "A") -> list[str]:
+        """Ask the lab DNS, from `node`'s vantage point, for `name`'s records as text."""
+        ...
+
+    async def send(self, settings: MailSettings) -> SendResult:
+        """Run the customer's mail program once with `settings`, from the client node."""
+        ...
+
+    def mailbox(self, node: str, address: str) -> list[bytes]:
+        """Raw messages in `address`'s mailbox on mail server `node`, oldest first."""
+        ...
+
+    def events(self, node: str) -> list[dict[str, Any]]:
+        """The decisions `node` logged so far."""
+        ...
+
+    def data_dir(self, node: str) -> Path:
+        """Where the host can read the node's files."""
+        ...
+
+    def endpoints(self) -> list[Endpoint]:
+        """Entry points on 127.0.0.1 for a developer's own application."""
+        ...
+
+    async def down(self) -> None:
+        """Stop every node and remove everything the lab created; idempotent."""
+        ...
+
+
+class Backend(Protocol):
+    """Brings topologies up."""
+
+    name: str
+
+    def available(self) -> str | None:
+        """None when usable here, else why not (shown to the user)."""
+        ...
+
+    async def up(self, topology: Topology) -> Lab:
+        """Start every node and wait until each is ready.
+
+        Raises:
+            LabStartError: a node did not become ready; everything started is removed.
+        """
+        ...
