@@ -53,3 +53,7 @@ S550_MAILBOX_DISABLED = Reply(550, "5.2.1", "<{address}>: Mailbox disabled")
 S552_OVER_QUOTA = Reply(552, "5.2.2", "<{address}>: Mailbox full")
 S552_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
 S554_RELAY_DENIED = Reply(554, "5.7.1", "<{address}>: Relay access denied")
+
+# --- added by the mail server (inbound side) ---------------------------------------------------
+S501_AUTH_SYNTAX = Reply(501, "5.5.2", "Syntax error in authentication exchange")
+S503_AUTH_DISABLED = Reply(503, "5.5.1", "Error: authentication not enabled")

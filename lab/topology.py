@@ -9,7 +9,6 @@ backend emulates it, the docker router enforces the same with iptables.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,7 +42,7 @@ from lab.scenario.model import (
 )
 
 DNS_PORT = 53
-ROUTER_HOST = 2  # .1 is the bridge on the docker host
+ROUTER_HOST = 2  # .1 is the bridge on the docker host; routers take .2 to .9
 FIRST_NODE_HOST = 10
 # Where lab subnets come from when nothing else is said: a /24 each, carved in order.
 DEFAULT_POOL = IPv4Network("10.213.0.0/16")
@@ -74,6 +73,7 @@ class NodePlan:
     hostname: str | None
     config: AnyNodeConfig
     tcp_ports: tuple[int, ...]
+    running: bool = True  # False: the host is switched off (not started at all)
 
     @property
     def address(self) -> IPv4Address:
@@ -151,6 +151,8 @@ def path_verdict(topology: Topology, source: str, address: str, port: int) -> Ve
     if found is None:
         return Verdict(Action.UNREACHABLE, None, None, None, f"no host has the address {address}")
     target, target_network = found
+    if not target.running:
+        return Verdict(Action.DROP, None, target.name, None, f"{target.name} is switched off")
     refused_or_allowed = Action.ALLOW if port in target.tcp_ports else Action.REJECT
     why_closed = f"nothing listens on {target.name}:{port}"
     if target_network in origin.addresses:
@@ -248,22 +250,24 @@ def resolve(
                 settings=spec.settings,
                 resolver=resolver,
             )
-        nodes[name] = NodePlan(name, spec.kind, addresses[name], hostname, config, ports)
+        running = not (isinstance(spec, MailServerNode) and spec.down)
+        nodes[name] = NodePlan(name, spec.kind, addresses[name], hostname, config, ports, running)
     return Topology(scenario, networks, nodes)
 
 
 def _assign_addresses(
     scenario: Scenario, networks: Mapping[str, NetworkPlan]
 ) -> dict[str, dict[str, IPv4Address]]:
-    """Routers take .2 on both sides; other nodes .10, .11 ... in file order."""
+    """Routers take .2, .3 ... on each side; other nodes .10, .11 ... in file order."""
     next_host = dict.fromkeys(networks, FIRST_NODE_HOST)
+    next_router = dict.fromkeys(networks, ROUTER_HOST)
     addresses: dict[str, dict[str, IPv4Address]] = {}
     for name, spec in scenario.nodes.items():
         if isinstance(spec, RouterNode):
-            addresses[name] = {
-                side: networks[side].subnet.network_address + ROUTER_HOST
-                for side in (spec.inside, spec.outside)
-            }
+            addresses[name] = {}
+            for side in (spec.inside, spec.outside):
+                addresses[name][side] = networks[side].subnet.network_address + next_router[side]
+                next_router[side] += 1
         else:
             network = spec.network
             addresses[name] = {
@@ -309,10 +313,7 @@ def _dns_config(
                 records.append(
                     DnsRecordConfig(name=_reverse_name(address), type="PTR", value=target)
                 )
-    zones.extend(
-        _absolute(ipaddress.ip_network(network.subnet).reverse_pointer.split(".", 1)[1])
-        for network in networks.values()
-    )
+    zones.extend(_reverse_zone(network.subnet) for network in networks.values())
     faults = {_absolute(domain): fault for domain, fault in spec.faults.items()}
     for zone_name, zone in spec.zones.items():
         if zone.fault is not None:
@@ -397,7 +398,14 @@ def _relay_permit(
         if kind == "network":
             cidrs.append(str(networks[target].subnet))
         elif kind == "node":
-            cidrs.extend(f"{address}/32" for address in addresses[target].values())
+            node = scenario.nodes[target]
+            # a router is seen by servers by its outside address (it masquerades)
+            seen = (
+                [addresses[target][node.outside]]
+                if isinstance(node, RouterNode)
+                else addresses[target].values()
+            )
+            cidrs.extend(f"{address}/32" for address in seen)
     return RelayPermit(authenticated="authenticated" in spec.permit_relay, networks=cidrs)
 
 
@@ -416,6 +424,12 @@ def _absolute(name: str) -> str:
 
 def _qualify(name: str, origin: str) -> str:
     return name.lower() if name.endswith(".") else f"{name.lower()}.{origin}"
+
+
+def _reverse_zone(subnet: IPv4Network) -> str:
+    """The in-addr.arpa zone covering `subnet`, on an octet boundary (/24 -> 3 labels)."""
+    octets = str(subnet.network_address).split(".")[: max(subnet.prefixlen // 8, 1)]
+    return ".".join(reversed(octets)) + ".in-addr.arpa."
 
 
 def _reverse_name(address: IPv4Address) -> str:

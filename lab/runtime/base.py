@@ -3,13 +3,15 @@ the TUI and the tests never care whether nodes are containers or coroutines."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from lab.net import Connector
-    from lab.scenario.model import MailSettings
+    from lab.scenario.model import MailSettings, Scenario
     from lab.smtp.client import SendResult
     from lab.topology import Topology
 
@@ -86,6 +88,10 @@ class Backend(Protocol):
         """None when usable here, else why not (shown to the user)."""
         ...
 
+    def plan(self, scenario: Scenario) -> Topology:
+        """Resolve `scenario` for this backend (e.g. subnets free on this host)."""
+        ...
+
     async def up(self, topology: Topology) -> Lab:
         """Start every node and wait until each is ready.
 
@@ -93,3 +99,13 @@ class Backend(Protocol):
             LabStartError: a node did not become ready; everything started is removed.
         """
         ...
+
+
+@asynccontextmanager
+async def running_lab(scenario: Scenario, backend: Backend) -> AsyncIterator[Lab]:
+    """A lab that is taken down when the block ends, however it ends."""
+    lab = await backend.up(backend.plan(scenario))
+    try:
+        yield lab
+    finally:
+        await lab.down()

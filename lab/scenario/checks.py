@@ -71,6 +71,16 @@ def reference_problems(scenario: Scenario) -> list[tuple[Path, str]]:
                             f"({_names(set(node.domains))})",
                         )
                     )
+    for network in networks:
+        count = sum(
+            network in (n.inside, n.outside)
+            for n in scenario.nodes.values()
+            if isinstance(n, RouterNode)
+        )
+        if count > 8:
+            problems.append(
+                (("networks", network), f"at most 8 routers per network, found {count}")
+            )
     routed = {(n.inside, n.outside) for n in scenario.nodes.values() if isinstance(n, RouterNode)}
     for pair in routed:
         if (pair[1], pair[0]) in routed:

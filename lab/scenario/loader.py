@@ -152,7 +152,7 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> KeyPath:
             if current.get("kind") == part or str(part).startswith("function-"):
                 continue
             part = next((key for key in current if str(key) == str(part)), part)
-        path.append(part)
+        path.append(_Key(part) if isinstance(current, dict) and isinstance(part, int) else part)
         current = current.get(part) if isinstance(current, dict) else _index(current, part)
     return tuple(path)
 
@@ -240,9 +240,18 @@ def _line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
 
 
 def _dotted(path: KeyPath) -> str:
-    return ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in path).replace(
-        ".[", "["
-    )
+    """`nodes.dns.zones.example.net.records[1]`: list indexes in brackets.
+
+    Integer mapping keys (router ports) are kept as `_Key` by `_data_path`.
+    """
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) and not isinstance(part, _Key) else f".{part}"
+    return text.lstrip(".")
+
+
+class _Key(int):
+    """An integer used as a mapping key, not a list index (for display only)."""
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

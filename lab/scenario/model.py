@@ -260,6 +260,9 @@ class MailServerNode(NodeBase):
     mailboxes: dict[str, Mailbox] = {}
     max_size: Size | None = Field(default=None, description="Advertised SIZE limit.")
     greylist: Greylist | None = None
+    down: bool = Field(
+        default=False, description="Switched off: its address exists in DNS but answers nothing."
+    )
 
     @field_validator("listeners")
     @classmethod
@@ -356,7 +359,8 @@ class MailSettingsPatch(StrictModel):
 
     def apply(self, settings: MailSettings) -> MailSettings:
         """The settings with this correction applied."""
-        return settings.model_copy(update=self.model_dump(exclude_unset=True, by_alias=False))
+        changes = self.model_dump(exclude_unset=True, by_alias=True)
+        return MailSettings.model_validate({**settings.model_dump(by_alias=True), **changes})
 
 
 class ClientNode(NodeBase):

@@ -1,0 +1,52 @@
+"""The scenario catalog: find scenario files by id or path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.config import settings
+from lab.errors import ScenarioError, UnknownScenario
+from lab.scenario.loader import load_scenario
+from lab.scenario.model import Scenario
+
+
+def scenario_files(directory: Path | None = None) -> list[Path]:
+    """Every `*.yaml` scenario in the catalog directory, sorted by name."""
+    directory = directory or settings.scenarios_dir
+    return sorted(directory.glob("*.yaml"))
+
+
+def find_scenario(reference: str, directory: Path | None = None) -> Path:
+    """The file for an id ("blocked-port-25") or a path to a scenario file.
+
+    Raises:
+        UnknownScenario: neither a file nor an id in the catalog.
+    """
+    path = Path(reference)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UnknownScenario(f"{reference}: no such scenario file")
+        return path
+    directory = directory or settings.scenarios_dir
+    candidate = directory / f"{reference}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(p.stem for p in scenario_files(directory)) or "none"
+    raise UnknownScenario(f"unknown scenario {reference!r}; known: {known}")
+
+
+def load(reference: str) -> Scenario:
+    """Find and load a scenario by id or path."""
+    return load_scenario(find_scenario(reference))
+
+
+def load_catalog(directory: Path | None = None) -> tuple[list[Scenario], list[ScenarioError]]:
+    """Every valid scenario, and the errors of the invalid ones."""
+    scenarios: list[Scenario] = []
+    errors: list[ScenarioError] = []
+    for path in scenario_files(directory):
+        try:
+            scenarios.append(load_scenario(path))
+        except ScenarioError as error:
+            errors.append(error)
+    return scenarios, errors

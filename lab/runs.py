@@ -1,0 +1,231 @@
+"""One run of a scenario: the mail program sends, then the message is followed to its fate.
+
+The mail program only sees the hand-off to its server. What happened next
+(delivered, bounced with a DSN, still queued) is read from the mailboxes the
+lab's servers keep, by Message-ID, through the `Lab` interface alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from lab.nodes.config import MailServerConfig
+from lab.scenario.model import Outcome, Stage
+
+if TYPE_CHECKING:
+    from lab.runtime.base import Lab
+    from lab.scenario.model import MailSettings
+    from lab.smtp.client import SendResult
+
+POLL_INTERVAL = 0.02
+FOLLOW_MARGIN = 2.0  # seconds beyond the longest queue lifetime before calling it deferred
+
+
+class Fate(StrEnum):
+    """Where one recipient's copy ended up."""
+
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class RecipientFate:
+    """One recipient's result; `status`/`diagnostic` come from the DSN when bounced."""
+
+    address: str
+    fate: Fate
+    node: str | None = None
+    status: str | None = None
+    diagnostic: str | None = None
+    remote_mta: str | None = None
+    reply_code: int | None = None  # the remote server's reply, when the bounce quotes one
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What the customer saw, and what became of the message."""
+
+    scenario: str
+    backend: str
+    settings: MailSettings
+    send: SendResult
+    outcome: Outcome
+    stage: Stage | None
+    code: int | None
+    enhanced: str | None
+    text: str
+    recipients: list[RecipientFate] = field(default_factory=list)
+    bounce: bytes | None = None
+    duration: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for `--json` and result files."""
+        return {
+            "scenario": self.scenario,
+            "backend": self.backend,
+            "outcome": str(self.outcome),
+            "stage": str(self.stage) if self.stage else None,
+            "code": self.code,
+            "enhanced": self.enhanced,
+            "text": self.text,
+            "duration": round(self.duration, 3),
+            "settings": self.settings.model_dump(
+                mode="json", by_alias=True, exclude={"auth": {"password"}}
+            ),
+            "client": self.send.to_json(),
+            "recipients": [
+                {
+                    "address": r.address,
+                    "fate": str(r.fate),
+                    "node": r.node,
+                    "status": r.status,
+                    "diagnostic": r.diagnostic,
+                    "remote_mta": r.remote_mta,
+                }
+                for r in self.recipients
+            ],
+        }
+
+
+async def run_once(
+    lab: Lab, settings: MailSettings | None = None, *, follow: bool = True
+) -> RunReport:
+    """Send once with `settings` (default: the scenario's) and follow the message.
+
+    Args:
+        lab: a running lab.
+        settings: the mail program's settings; the scenario's when None.
+        follow: wait for delivery, bounce or the end of the queue lifetime.
+    """
+    started = time.monotonic()
+    settings = settings or lab.topology.scenario.client[1].settings
+    send = await lab.send(settings)
+    report = RunReport(
+        scenario=lab.topology.scenario.id,
+        backend=lab.backend,
+        settings=settings,
+        send=send,
+        outcome=send.outcome,
+        stage=send.stage,
+        code=send.code,
+        enhanced=send.enhanced,
+        text=send.text,
+    )
+    if send.outcome is Outcome.DELIVERED and follow:
+        report = await _follow(lab, report)
+    return _with_duration(report, time.monotonic() - started)
+
+
+def _with_duration(report: RunReport, duration: float) -> RunReport:
+    from dataclasses import replace
+
+    return replace(report, duration=duration)
+
+
+async def _follow(lab: Lab, report: RunReport) -> RunReport:
+    """Poll the mailboxes until every recipient is delivered or bounced, or time runs out."""
+    from dataclasses import replace
+
+    deadline = time.monotonic() + _follow_time(lab)
+    accepted = [a for a in report.settings.to if a not in report.send.rejected_recipients]
+    while True:
+        fates = [_fate(lab, report, address) for address in accepted]
+        if all(f.fate is not Fate.PENDING for f in fates) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(POLL_INTERVAL)
+    bounced = [f for f in fates if f.fate is Fate.BOUNCED]
+    pending = [f for f in fates if f.fate is Fate.PENDING]
+    if bounced:
+        first = bounced[0]
+        return replace(
+            report,
+            outcome=Outcome.BOUNCED,
+            stage=Stage.DELIVERY,
+            code=first.reply_code,
+            enhanced=first.status,
+            text=first.diagnostic or f"returned to the sender with status {first.status}",
+            recipients=fates,
+        )
+    if pending:
+        text = f"still queued for {', '.join(f.address for f in pending)}"
+        return replace(
+            report,
+            outcome=Outcome.DEFERRED,
+            stage=Stage.DELIVERY,
+            code=None,
+            enhanced=None,
+            text=text,
+            recipients=fates,
+        )
+    return replace(
+        report,
+        recipients=fates,
+        text="delivered to " + ", ".join(f"{f.address} on {f.node}" for f in fates),
+    )
+
+
+def _follow_time(lab: Lab) -> float:
+    lifetimes = [
+        node.config.queue.lifetime
+        for node in lab.topology.nodes.values()
+        if isinstance(node.config, MailServerConfig) and node.config.queue is not None
+    ]
+    return max(lifetimes, default=0.0) + FOLLOW_MARGIN
+
+
+def _fate(lab: Lab, report: RunReport, address: str) -> RecipientFate:
+    message_id = report.send.message_id
+    for node in _hosts_of(lab, address):
+        if any(_message_id(raw) == message_id for raw in lab.mailbox(node, address)):
+            return RecipientFate(address, Fate.DELIVERED, node)
+    bounce = _find_bounce(lab, report.settings.sender, message_id, address)
+    if bounce is not None:
+        return bounce
+    return RecipientFate(address, Fate.PENDING)
+
+
+def _find_bounce(lab: Lab, sender: str, message_id: str, address: str) -> RecipientFate | None:
+    from lab.nodes.mailserver.dsn import parse_dsn
+
+    for node in _hosts_of(lab, sender):
+        for raw in lab.mailbox(node, sender):
+            try:
+                dsn = parse_dsn(raw)
+            except ValueError:
+                continue
+            if dsn.original_message_id != message_id:
+                continue
+            for recipient in dsn.recipients:
+                if recipient.recipient.lower() == address.lower():
+                    return RecipientFate(
+                        address,
+                        Fate.BOUNCED,
+                        node,
+                        status=recipient.status,
+                        diagnostic=recipient.diagnostic_code,
+                        remote_mta=recipient.remote_mta,
+                        reply_code=recipient.reply_code,
+                    )
+    return None
+
+
+def _hosts_of(lab: Lab, address: str) -> list[str]:
+    """Mail servers whose domains include the address's domain."""
+    domain = address.rpartition("@")[2].lower()
+    return [
+        name
+        for name, node in lab.topology.nodes.items()
+        if isinstance(node.config, MailServerConfig) and domain in node.config.domains
+    ]
+
+
+def _message_id(raw: bytes) -> str | None:
+    headers = BytesHeaderParser().parsebytes(raw)
+    value = headers.get("Message-ID")
+    return str(value).strip() if value else None

@@ -1,0 +1,127 @@
+"""The router's iptables rules as data, and how it finds its interfaces: no Docker needed."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.nodes.config import RouterConfig
+from lab.nodes.router import (
+    CHAIN,
+    RouterSetupError,
+    interface_in,
+    parse_interfaces,
+    router_rules,
+)
+from lab.scenario.model import PortPolicy
+
+BASE = [
+    ["-t", "filter", "-P", "FORWARD", "DROP"],
+    ["-t", "filter", "-N", CHAIN],
+    ["-t", "filter", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+     "-j", "ACCEPT"],
+    ["-t", "filter", "-A", "FORWARD", "-i", "eth0", "-o", "eth1", "-j", CHAIN],
+]  # fmt: skip
+NAT = ["-t", "nat", "-A", "POSTROUTING", "-o", "eth1", "-j", "MASQUERADE"]
+CHAIN_RULE = ["-t", "filter", "-A", CHAIN]
+DROP_25 = [*CHAIN_RULE, "-p", "tcp", "-m", "tcp", "--dport", "25", "-j", "DROP"]
+REJECT_587 = [*CHAIN_RULE, "-p", "tcp", "-m", "tcp", "--dport", "587", "-j", "REJECT",
+              "--reject-with", "tcp-reset"]  # fmt: skip
+ALLOW_465 = [*CHAIN_RULE, "-p", "tcp", "-m", "tcp", "--dport", "465", "-j", "ACCEPT"]
+ACCEPT_REST = [*CHAIN_RULE, "-j", "ACCEPT"]
+
+
+def config(
+    ports: dict[int, PortPolicy] | None = None,
+    default: PortPolicy = PortPolicy.ALLOW,
+    outage: bool = False,
+) -> RouterConfig:
+    return RouterConfig(
+        name="isp",
+        data_dir=Path("/var/lib/smtplab/isp"),
+        inside_subnet="10.213.0.0/24",
+        outside_subnet="10.213.1.0/24",
+        ports=ports or {},
+        default=default,
+        outage=outage,
+    )
+
+
+RULES = [
+    pytest.param(config(), [*BASE, ACCEPT_REST, NAT], id="allow-all"),
+    pytest.param(
+        config({587: PortPolicy.REJECT, 25: PortPolicy.DROP}),
+        [*BASE, DROP_25, REJECT_587, ACCEPT_REST, NAT],
+        id="ports-sorted",
+    ),
+    pytest.param(
+        # Default drop applies to TCP only: the customer's DNS over UDP still passes.
+        config({465: PortPolicy.ALLOW}, default=PortPolicy.DROP),
+        [*BASE, ALLOW_465, [*CHAIN_RULE, "-p", "tcp", "-j", "DROP"], ACCEPT_REST, NAT],
+        id="default-drop",
+    ),
+    pytest.param(
+        config(default=PortPolicy.REJECT),
+        [
+            *BASE,
+            [*CHAIN_RULE, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
+            ACCEPT_REST,
+            NAT,
+        ],
+        id="default-reject",
+    ),
+    pytest.param(
+        # An outage drops everything forwarded, whatever the port policies say.
+        config({25: PortPolicy.ALLOW}, outage=True),
+        [*BASE, [*CHAIN_RULE, "-j", "DROP"], NAT],
+        id="outage",
+    ),
+]
+
+
+@pytest.mark.parametrize(("router", "expected"), RULES)
+def test_router_rules(router: RouterConfig, expected: list[list[str]]) -> None:
+    assert router_rules(router, "eth0", "eth1") == expected
+
+
+def test_rules_name_the_interfaces_given() -> None:
+    rules = router_rules(config(), "inside9", "outside7")
+    assert rules[3][4:8] == ["-i", "inside9", "-o", "outside7"]
+    assert rules[-1][5] == "outside7"
+
+
+IP_ADDR: list[dict[str, Any]] = [
+    {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8}]},
+    {"ifname": "eth0", "addr_info": [{"family": "inet", "local": "10.213.0.2", "prefixlen": 24}]},
+    {
+        "ifname": "eth1",
+        "addr_info": [
+            {"family": "inet6", "local": "fe80::1", "prefixlen": 64},
+            {"family": "inet", "local": "10.213.1.2", "prefixlen": 24},
+        ],
+    },
+    {"ifname": "eth2", "addr_info": []},
+]
+
+
+def test_parse_interfaces() -> None:
+    assert parse_interfaces(IP_ADDR) == {
+        "lo": [IPv4Interface("127.0.0.1/8")],
+        "eth0": [IPv4Interface("10.213.0.2/24")],
+        "eth1": [IPv4Interface("10.213.1.2/24")],
+    }
+
+
+@pytest.mark.parametrize(
+    ("subnet", "expected"), [("10.213.0.0/24", "eth0"), ("10.213.1.0/24", "eth1")]
+)
+def test_interface_in(subnet: str, expected: str) -> None:
+    assert interface_in(IPv4Network(subnet), parse_interfaces(IP_ADDR)) == expected
+
+
+def test_interface_missing() -> None:
+    with pytest.raises(RouterSetupError, match=r"no interface has an address in 10\.9\.0\.0/24"):
+        interface_in(IPv4Network("10.9.0.0/24"), parse_interfaces(IP_ADDR))
