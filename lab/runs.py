@@ -94,14 +94,14 @@ class RunReport:
 
 
 async def run_once(
-    lab: Lab, settings: MailSettings | None = None, *, follow: bool = True
+    lab: Lab, settings: MailSettings | None = None, *, wait: bool = True
 ) -> RunReport:
     """Send once with `settings` (default: the scenario's) and follow the message.
 
     Args:
         lab: a running lab.
         settings: the mail program's settings; the scenario's when None.
-        follow: wait for delivery, bounce or the end of the queue lifetime.
+        wait: follow the message until delivery, bounce or the end of the queue lifetime.
     """
     started = time.monotonic()
     settings = settings or lab.topology.scenario.client[1].settings
@@ -117,8 +117,8 @@ async def run_once(
         enhanced=send.enhanced,
         text=send.text,
     )
-    if send.outcome is Outcome.DELIVERED and follow:
-        report = await _follow(lab, report)
+    if send.outcome is Outcome.DELIVERED and wait:
+        report = await follow(lab, report)
     return _with_duration(report, time.monotonic() - started)
 
 
@@ -128,8 +128,12 @@ def _with_duration(report: RunReport, duration: float) -> RunReport:
     return replace(report, duration=duration)
 
 
-async def _follow(lab: Lab, report: RunReport) -> RunReport:
-    """Poll the mailboxes until every recipient is delivered or bounced, or time runs out."""
+async def follow(lab: Lab, report: RunReport) -> RunReport:
+    """Poll the mailboxes until every recipient is delivered or bounced, or time runs out.
+
+    Returns the report with `recipients` filled in and the outcome refined to
+    delivered, bounced (with the DSN's status and the remote reply) or deferred.
+    """
     from dataclasses import replace
 
     deadline = time.monotonic() + _follow_time(lab)

@@ -46,12 +46,21 @@ class Lab(Protocol):
         """What is running."""
         ...
 
+    @property
+    def ca_file(self) -> Path | None:
+        """The lab CA certificate (PEM) that signs every server certificate."""
+        ...
+
     def connector_for(self, node: str) -> Connector:
         """Opens TCP connections from where `node` stands (policy and NAT included)."""
         ...
 
     async def resolve(self, node: str, name: str, rdtype: str = "A") -> list[str]:
-        """Ask the lab DNS, from `node`'s vantage point, for `name`'s records as text."""
+        """Ask the lab DNS, from `node`'s vantage point, for `name`'s records as text.
+
+        Raises:
+            lab.nodes.resolver.DnsLookupError: with `.permanent` (NXDOMAIN) or not.
+        """
         ...
 
     async def send(self, settings: MailSettings) -> SendResult:

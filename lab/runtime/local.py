@@ -161,14 +161,29 @@ class LocalLab:
         return ResolverConfig(nameserver=LOOPBACK, port=self.dns_port)
 
     async def resolve(self, node: str, name: str, rdtype: str = "A") -> list[str]:
-        """Records of `name` from the lab DNS."""
-        from lab.nodes.resolver import make_resolver
+        """Records of `name` from the lab DNS (A: addresses; MX: "pref host").
+
+        Raises:
+            lab.nodes.resolver.DnsLookupError: NXDOMAIN, no records, or a temporary failure.
+        """
+        from lab.nodes.resolver import (
+            DnsTemporaryFailure,
+            make_resolver,
+            mail_exchangers,
+            resolve_addresses,
+        )
 
         config = self.resolver_config()
         if config is None:
-            return []
-        answer = await make_resolver(config).resolve(name, rdtype)
-        return [rdata.to_text() for rdata in answer]
+            raise DnsTemporaryFailure(name, rdtype, "this lab has no DNS server")
+        resolver = make_resolver(config)
+        if rdtype == "A":
+            return await resolve_addresses(resolver, name)
+        if rdtype == "MX":
+            answer = await mail_exchangers(resolver, name)
+            return [f"{preference} {host}" for preference, host in answer.hosts]
+        response = await resolver.resolve(name, rdtype, raise_on_no_answer=False)
+        return [rdata.to_text() for rdata in response]
 
     async def send(self, settings: MailSettings) -> SendResult:
         """Run the customer's mail program once."""

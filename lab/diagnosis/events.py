@@ -1,0 +1,93 @@
+"""What the diagnosis engine emits: one `Step` per probe, then one `Diagnosis`.
+
+The CLI, the TUI and the tests all consume these same frozen objects; the
+TUI wraps them in Textual messages. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from lab.smtp.transcript import TranscriptLine
+
+
+class Probe(StrEnum):
+    """The steps an expert walks, in order; DELIVERY follows the message after hand-off."""
+
+    RESOLVE = "resolve"  # the configured server name in DNS
+    PORTS = "ports"  # the configured port and the alternatives 25, 465, 587, 2525, in parallel
+    BANNER = "banner"
+    EHLO = "ehlo"
+    STARTTLS = "starttls"  # incl. the certificate
+    AUTH = "auth"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    DELIVERY = "delivery"  # queue, onward attempts, bounce (lab targets only)
+    FIX = "fix"  # the re-send with the remedy applied
+
+
+class Status(StrEnum):
+    """How a step went."""
+
+    OK = "ok"
+    WARN = "warn"  # works, but something is off (e.g. greylisted, then delivered)
+    FAIL = "fail"
+    SKIPPED = "skipped"  # not reached, because an earlier step failed
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One probe: what was tried, what came back, and what it proves."""
+
+    probe: Probe
+    status: Status
+    title: str  # "Connect to mail.example.com:25"
+    tried: str  # what was done, in plain words
+    evidence: dict[str, Any]  # facts observed, machine-readable (these feed the catalog)
+    proves: str  # what this result means, for a support agent
+    transcript: tuple[TranscriptLine, ...] = ()
+    duration: float = 0.0
+    node: str | None = None  # the topology node this step points at, when known
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """What to change: words for people, and concrete settings when the client can fix it."""
+
+    text: str
+    settings: dict[str, Any] = field(default_factory=dict)  # a MailSettingsPatch as data
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The verdict: the catalog entry the evidence matched, and whether the fix was proven."""
+
+    entry: str  # catalog id, e.g. "port-blocked-timeout"
+    title: str
+    cause: str  # the root cause, with this case's specifics filled in
+    explanation: str  # what a support agent can read to the customer
+    confirm: str  # how to confirm it by hand
+    remedy: Remedy
+    references: tuple[str, ...] = ()
+    failed_probe: Probe | None = None
+    node: str | None = None  # where things went wrong
+    fix_verified: bool | None = None  # None: no re-send was possible
+    fix_outcome: str | None = None
+    alternatives: tuple[str, ...] = ()  # other entries that also matched, less specific
+
+
+def to_json(value: Step | Diagnosis) -> dict[str, Any]:
+    """Plain data for `--json` output."""
+    from dataclasses import asdict
+
+    data = asdict(value)
+    if isinstance(value, Step):
+        data["transcript"] = [
+            {"at": round(line.at, 4), "dir": str(line.direction), "text": line.text}
+            for line in value.transcript
+        ]
+    return data
