@@ -168,8 +168,8 @@ class LocalLab:
         """
         from lab.nodes.resolver import (
             DnsTemporaryFailure,
-            make_resolver,
             mail_exchangers,
+            make_resolver,
             resolve_addresses,
         )
 

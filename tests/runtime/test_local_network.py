@@ -87,8 +87,8 @@ async def test_rejecting_router_refuses() -> None:
     topology = resolve(load_scenario(SCENARIOS / "port-25-refused.yaml"))
     net = EmulatedNetwork(topology)
     try:
+        relay = str(topology.nodes["relay"].address)
         with pytest.raises(ConnectRefused, match="refused"):
-            relay = str(topology.nodes["relay"].address)
             await net.connector_for("laptop").open_connection(relay, 25, timeout=2)
     finally:
         net.close()
