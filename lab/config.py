@@ -17,10 +17,12 @@ class Settings:
     state_dir: Path
     cache_dir: Path
     backend: str | None  # None: docker when an engine answers, else local
+    require_docker: bool  # tests: no engine is a failure, not a skip (CI sets it)
 
     @classmethod
     def from_environment(cls) -> Settings:
-        """Read `SMTPLAB_SCENARIOS`, `SMTPLAB_STATE`, `SMTPLAB_CACHE`, `SMTPLAB_BACKEND`."""
+        """Read `SMTPLAB_SCENARIOS`, `SMTPLAB_STATE`, `SMTPLAB_CACHE`, `SMTPLAB_BACKEND`,
+        `SMTPLAB_REQUIRE_DOCKER`."""
         home = Path.home()
         state = os.environ.get("XDG_STATE_HOME") or str(home / ".local" / "state")
         cache = os.environ.get("XDG_CACHE_HOME") or str(home / ".cache")
@@ -29,6 +31,7 @@ class Settings:
             state_dir=Path(os.environ.get("SMTPLAB_STATE", Path(state) / "smtplab")),
             cache_dir=Path(os.environ.get("SMTPLAB_CACHE", Path(cache) / "smtplab")),
             backend=os.environ.get("SMTPLAB_BACKEND") or None,
+            require_docker=os.environ.get("SMTPLAB_REQUIRE_DOCKER", "") not in ("", "0"),
         )
 
 

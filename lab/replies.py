@@ -39,8 +39,19 @@ S451_GREYLISTED = Reply(
 S451_LOCAL_ERROR = Reply(451, "4.3.0", "Error: local error in processing")
 S452_MAILBOX_FULL = Reply(452, "4.2.2", "<{address}>: Mailbox full, try again later")
 S454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
+# Postfix's reject_unknown_client_hostname (no PTR, or a PTR not confirmed by its A record);
+# 450 is Postfix's default unknown_client_reject_code.
+S450_UNKNOWN_CLIENT = Reply(
+    450, "4.7.25", "Client host rejected: cannot find your hostname, [{address}]"
+)
+S450_SENDER_DOMAIN_NOT_FOUND = Reply(
+    450, "4.1.8", "<{address}>: Sender address rejected: Domain not found"
+)
+S452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Error: too many recipients")
 
 # --- permanent failures -----------------------------------------------------------------------
+S502_EHLO_NOT_IMPLEMENTED = Reply(502, "5.5.1", "EHLO not implemented")
+S502_NOT_RECOGNIZED = Reply(502, "5.5.2", "Error: command not recognized")
 S504_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
 S530_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 S530_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
@@ -53,6 +64,21 @@ S550_MAILBOX_DISABLED = Reply(550, "5.2.1", "<{address}>: Mailbox disabled")
 S552_OVER_QUOTA = Reply(552, "5.2.2", "<{address}>: Mailbox full")
 S552_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
 S554_RELAY_DENIED = Reply(554, "5.7.1", "<{address}>: Relay access denied")
+# The same check with unknown_client_reject_code = 550, or Gmail's permanent PTR policy.
+S550_UNKNOWN_CLIENT = Reply(
+    550, "5.7.25", "Client host rejected: cannot find your hostname, [{address}]"
+)
+S550_SPF_FAIL = Reply(
+    550, "5.7.23", "SPF validation failed: {domain} does not permit [{client}] to send its mail"
+)
+S550_SEND_AS_DENIED = Reply(
+    550, "5.7.60", "Client does not have permissions to send as this sender"
+)
+S554_DNSBL_LISTED = Reply(
+    554, "5.7.1", "Service unavailable; Client host [{address}] blocked using {zone}"
+)
+# RFC 5321 §3.1: a server that will not serve this client may greet with 554.
+S554_NO_SERVICE = Reply(554, "5.7.1", "{hostname} No SMTP service here")
 
 # --- added by the mail server (inbound side) ---------------------------------------------------
 S501_AUTH_SYNTAX = Reply(501, "5.5.2", "Syntax error in authentication exchange")

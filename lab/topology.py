@@ -17,15 +17,18 @@ from pathlib import Path
 
 from lab.nodes.config import (
     AnyNodeConfig,
+    ClientChecksConfig,
     ClientConfig,
     ConnectorConfig,
     DnsConfig,
     DnsRecordConfig,
     GreylistConfig,
+    InspectionConfig,
     ListenerConfig,
     MailServerConfig,
     NextHop,
     QueueConfig,
+    RateLimitConfig,
     RelayPermit,
     ResolverConfig,
     RouterConfig,
@@ -39,6 +42,7 @@ from lab.scenario.model import (
     RelayNode,
     RouterNode,
     Scenario,
+    SendAsPolicy,
 )
 
 DNS_PORT = 53
@@ -46,6 +50,8 @@ ROUTER_HOST = 2  # .1 is the bridge on the docker host; routers take .2 to .9
 FIRST_NODE_HOST = 10
 # Where lab subnets come from when nothing else is said: a /24 each, carved in order.
 DEFAULT_POOL = IPv4Network("10.213.0.0/16")
+# What a DNSBL answers for a listed address ("127.0.0.2": listed, the common test value).
+DNSBL_LISTED = "127.0.0.2"
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,17 @@ def path_verdict(topology: Topology, source: str, address: str, port: int) -> Ve
     return Verdict(Action.UNREACHABLE, None, target.name, None, f"no route to {target_network}")
 
 
+def inspection_for(topology: Topology, verdict: Verdict, port: int) -> InspectionConfig | None:
+    """The SMTP inspection a connection passes through: that of the router which routed it,
+    when the router inspects `port`; None for everything else."""
+    if verdict.action is not Action.ALLOW or verdict.by is None:
+        return None
+    config = topology.nodes[verdict.by].config
+    if not isinstance(config, RouterConfig) or config.inspection is None:
+        return None
+    return config.inspection if port in config.inspection.ports else None
+
+
 # --- resolve ----------------------------------------------------------------------------------
 
 
@@ -229,6 +246,15 @@ def resolve(
                 ports=spec.ports,
                 default=spec.default,
                 outage=spec.outage,
+                inspection=(
+                    InspectionConfig(
+                        ports=spec.inspection.ports,
+                        mangle_banner=spec.inspection.mangle_banner,
+                        strip_starttls=spec.inspection.strip_starttls,
+                    )
+                    if spec.inspection
+                    else None
+                ),
             )
         elif isinstance(spec, DnsNode):
             hostname = "ns.lab"
@@ -314,6 +340,7 @@ def _dns_config(
                     DnsRecordConfig(name=_reverse_name(address), type="PTR", value=target)
                 )
     zones.extend(_reverse_zone(network.subnet) for network in networks.values())
+    records.extend(_dnsbl_records(scenario, addresses, zones))
     faults = {_absolute(domain): fault for domain, fault in spec.faults.items()}
     for zone_name, zone in spec.zones.items():
         if zone.fault is not None:
@@ -321,6 +348,41 @@ def _dns_config(
     return DnsConfig(
         name=name, data_dir=data_dir, zones=zones, records=records, faults=faults, port=DNS_PORT
     )
+
+
+def _dnsbl_records(
+    scenario: Scenario,
+    addresses: Mapping[str, Mapping[str, IPv4Address]],
+    zones: list[str],
+) -> list[DnsRecordConfig]:
+    """`listed_on`: an A and a TXT record per listing, as real DNSBLs publish them.
+
+    The address listed is the one other servers see: a mail server's own, a
+    router's outside one (it masquerades). Each DNSBL zone is served too, so
+    that a lookup of an unlisted address gets an authoritative NXDOMAIN.
+    """
+    records: list[DnsRecordConfig] = []
+    for node_name, node in scenario.nodes.items():
+        if isinstance(node, RouterNode):
+            seen, listed_on = addresses[node_name][node.outside], node.listed_on
+        elif isinstance(node, MailServerNode):
+            seen, listed_on = next(iter(addresses[node_name].values())), node.listed_on
+        else:
+            continue
+        for zone in listed_on:
+            origin = _absolute(zone)
+            if origin not in zones:
+                zones.append(origin)
+            owner = dnsbl_name(seen, origin)
+            records.append(DnsRecordConfig(name=owner, type="A", value=DNSBL_LISTED))
+            text = f"Listed: {seen} is listed on {origin.rstrip('.')}"
+            records.append(DnsRecordConfig(name=owner, type="TXT", value=text))
+    return records
+
+
+def dnsbl_name(address: IPv4Address, zone: str) -> str:
+    """The name a DNSBL is asked about `address`: its octets reversed, under `zone`."""
+    return ".".join(reversed(str(address).split("."))) + "." + _absolute(zone)
 
 
 def _mail_server_config(
@@ -341,6 +403,8 @@ def _mail_server_config(
             auth=listener.auth,
             require_tls=listener.require_tls,
             auth_requires_tls=listener.auth_requires_tls,
+            starttls_broken=listener.starttls_broken,
+            tls_versions=listener.tls_versions,
         )
         for listener in spec.listeners
     ]
@@ -383,6 +447,30 @@ def _mail_server_config(
         routing=routing,
         queue=queue,
         resolver=resolver,
+        banner_delay=spec.banner_delay,  # real seconds: what the client waits
+        tarpit=spec.tarpit,
+        no_service=spec.no_service,
+        rate_limit=(
+            RateLimitConfig(
+                connections=spec.rate_limit.connections,
+                per=spec.rate_limit.per * lab_seconds,
+                ports=spec.rate_limit.ports,
+            )
+            if spec.rate_limit
+            else None
+        ),
+        esmtp=spec.esmtp,
+        checks=ClientChecksConfig(
+            require_ptr=spec.require_ptr,
+            ptr_reject_code=spec.ptr_reject_code,
+            dnsbl=[_absolute(zone) for zone in spec.dnsbl],
+            check_spf=spec.check_spf,
+            reject_unknown_sender_domain=spec.reject_unknown_sender_domain,
+        ),
+        max_recipients=spec.max_recipients,
+        drop_during_data=spec.drop_during_data,
+        send_as=spec.send_as if isinstance(spec, RelayNode) else SendAsPolicy.ANY,
+        fault_exempt=[str(address) for address in addresses[name].values()],
     )
 
 

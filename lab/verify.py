@@ -1,15 +1,19 @@
-"""Check a run against a scenario's `expect` block, and prove its fix delivers."""
+"""Check a run against a scenario's `expect` block, prove its fix delivers, and check
+that the diagnosis engine names the expected catalog entry (`expect.diagnosis`)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lab.runs import Fate, RunReport, run_once
+from lab.runtime.base import running_lab
 from lab.scenario.model import Outcome
 
 if TYPE_CHECKING:
-    from lab.runtime.base import Lab
+    from lab.diagnosis.events import Diagnosis
+    from lab.runtime.base import Backend, Lab
     from lab.scenario.model import Expect
 
 
@@ -21,6 +25,7 @@ class Verification:
     report: RunReport
     fix_report: RunReport | None
     mismatches: list[str] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None
 
     @property
     def passed(self) -> bool:
@@ -35,6 +40,15 @@ class Verification:
             "mismatches": self.mismatches,
             "run": self.report.to_json(),
             "fix": self.fix_report.to_json() if self.fix_report else None,
+            "diagnosis": (
+                {
+                    "entry": self.diagnosis.entry,
+                    "cause": self.diagnosis.cause,
+                    "fix_verified": self.diagnosis.fix_verified,
+                }
+                if self.diagnosis
+                else None
+            ),
         }
 
 
@@ -57,21 +71,66 @@ def mismatches(expect: Expect, report: RunReport) -> list[str]:
     return found
 
 
-async def verify(lab: Lab) -> Verification:
-    """Run the scenario, compare with `expect`, then send with the fix and require delivery."""
+async def verify(lab: Lab, *, backend: Backend | None = None) -> Verification:
+    """Run the scenario, compare with `expect`, then send with the fix and require delivery.
+
+    With `expect.diagnosis`, the diagnosis runs on a fresh lab of the same
+    scenario (from `backend`, by default the one `lab` runs on): the customer's
+    first attempt must be what it diagnoses, not a world the run above already
+    changed (a greylist that now knows the sender, a queue, counters).
+    """
     scenario = lab.topology.scenario
-    report = await run_once(lab)
-    found = mismatches(scenario.expect, report)
-    fix_report = None
-    if scenario.expect.fix is not None:
-        fixed = scenario.expect.fix.apply(report.settings)
-        fix_report = await run_once(lab, fixed)
-        if fix_report.outcome is not Outcome.DELIVERED:
-            found.append(
-                f"fix: expected the corrected settings to deliver, got {fix_report.outcome} "
-                f"at {fix_report.stage} ({fix_report.text})"
-            )
-    return Verification(scenario.id, report, fix_report, found)
+    # The diagnosis runs in its own lab, so it can run while this one is exercised: most of
+    # either is waiting (timeouts, queue retries), and verify stays about as fast as before.
+    diagnosing = (
+        asyncio.create_task(_diagnose_fresh(lab, backend))
+        if scenario.expect.diagnosis is not None
+        else None
+    )
+    diagnosis = None
+    try:
+        report = await run_once(lab)
+        found = mismatches(scenario.expect, report)
+        fix_report = None
+        if scenario.expect.fix is not None:
+            fixed = scenario.expect.fix.apply(report.settings)
+            fix_report = await run_once(lab, fixed)
+            if fix_report.outcome is not Outcome.DELIVERED:
+                found.append(
+                    f"fix: expected the corrected settings to deliver, got {fix_report.outcome} "
+                    f"at {fix_report.stage} ({fix_report.text})"
+                )
+        if diagnosing is not None and scenario.expect.diagnosis is not None:
+            diagnosis = await diagnosing
+            found += diagnosis_mismatches(scenario.expect.diagnosis, diagnosis)
+    finally:
+        if diagnosing is not None and not diagnosing.done():
+            diagnosing.cancel()
+            await asyncio.gather(diagnosing, return_exceptions=True)
+    return Verification(scenario.id, report, fix_report, found, diagnosis)
+
+
+async def _diagnose_fresh(lab: Lab, backend: Backend | None) -> Diagnosis:
+    from lab.diagnosis.engine import run_diagnosis
+    from lab.diagnosis.target import LabTarget
+    from lab.runtime import get_backend
+
+    scenario = lab.topology.scenario
+    async with running_lab(scenario, backend or get_backend(lab.backend)) as fresh:
+        _, diagnosis = await run_diagnosis(LabTarget(fresh), scenario.client[1].settings)
+    return diagnosis
+
+
+def diagnosis_mismatches(expected: str, diagnosis: Diagnosis) -> list[str]:
+    """The expected catalog entry was not named, or its remedy did not deliver."""
+    found: list[str] = []
+    if diagnosis.entry != expected:
+        found.append(f"diagnosis: expected {expected}, got {diagnosis.entry} ({diagnosis.cause})")
+    if diagnosis.fix_verified is False:
+        found.append(
+            f"diagnosis: the remedy of {diagnosis.entry} did not deliver ({diagnosis.fix_outcome})"
+        )
+    return found
 
 
 def _show(value: object) -> str:

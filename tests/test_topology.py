@@ -52,12 +52,14 @@ def test_dns_gets_zone_records_plus_automatic_a_and_ptr() -> None:
 def test_world_time_is_compressed_into_lab_seconds() -> None:
     relay = topology("greylisted").nodes["relay"].config
     mx = topology("greylisted").nodes["mx"].config
-    assert isinstance(relay, MailServerConfig) and isinstance(mx, MailServerConfig)
+    assert isinstance(relay, MailServerConfig)
+    assert isinstance(mx, MailServerConfig)
     assert relay.queue is not None
     # speedup 3600: ten minutes of world time is 1/6 of a lab second
     assert relay.queue.retry == pytest.approx([600 / 3600, 1200 / 3600, 2400 / 3600])
     assert relay.queue.lifetime == pytest.approx(4.0)
-    assert mx.greylist is not None and mx.greylist.delay == pytest.approx(300 / 3600)
+    assert mx.greylist is not None
+    assert mx.greylist.delay == pytest.approx(300 / 3600)
 
 
 def test_relay_permit_by_node_becomes_that_routers_address() -> None:

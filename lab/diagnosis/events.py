@@ -78,16 +78,45 @@ class Diagnosis:
     fix_verified: bool | None = None  # None: no re-send was possible
     fix_outcome: str | None = None
     alternatives: tuple[str, ...] = ()  # other entries that also matched, less specific
+    severity: Status = Status.FAIL  # ok (healthy), info/warn (delivered, with a remark), fail
+    outcome: str = ""  # delivered, accepted (handed over, not followable), bounced, failed …
+    duration: float = 0.0  # seconds, the fix's re-send included
+
+
+def describe_settings(changes: dict[str, Any]) -> str:
+    """A settings correction in words ("port 587, security starttls, login …"), no password."""
+    parts: list[str] = []
+    for key, value in changes.items():
+        if key == "auth" and isinstance(value, dict):
+            shown = f"login {value.get('user')}"
+            if value.get("mechanism"):
+                shown += f" ({value['mechanism']})"
+            parts.append(shown)
+        elif isinstance(value, list):
+            parts.append(f"{key} {', '.join(str(item) for item in value)}")
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts)
 
 
 def to_json(value: Step | Diagnosis) -> dict[str, Any]:
-    """Plain data for `--json` output."""
+    """Plain data for `--json` output; passwords (in remedy settings) are masked."""
     from dataclasses import asdict
 
-    data = asdict(value)
+    data: dict[str, Any] = _masked(asdict(value))
     if isinstance(value, Step):
         data["transcript"] = [
             {"at": round(line.at, 4), "dir": str(line.direction), "text": line.text}
             for line in value.transcript
         ]
     return data
+
+
+def _masked(value: Any) -> Any:
+    # A remedy that turns authentication on carries the password (the engine re-sends
+    # with it); output meant for people and tickets never does.
+    if isinstance(value, dict):
+        return {k: "****" if k == "password" else _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value

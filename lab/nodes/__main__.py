@@ -1,4 +1,10 @@
-"""`python -m lab.nodes <role> <config.json>`: run one node program (as in a container)."""
+"""`python -m lab.nodes <role> <config.json>`: run one node program (as in a container).
+
+The config file is the bare node config (`AnyNodeConfig` as JSON), as the
+runtime backends write it. The client takes its mail settings from
+`--settings-file` (preferred: a password in a file is not visible in the
+process list or in `docker inspect`) or `--settings`.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,11 @@ import asyncio
 import sys
 from pathlib import Path
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from lab.nodes.config import AnyNodeConfig
+from lab.nodes.config import load_node_config
 
 ROLES = ("dns", "relay", "mx", "client", "router")
-
-
-def load_config(path: Path) -> AnyNodeConfig:
-    """Read a generated node config file."""
-    adapter: TypeAdapter[AnyNodeConfig] = TypeAdapter(AnyNodeConfig)
-    return adapter.validate_json(path.read_bytes())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,10 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.nodes")
     parser.add_argument("role", choices=ROLES)
     parser.add_argument("config", type=Path)
-    parser.add_argument("--settings", help="client only: mail settings as JSON, overriding")
+    settings = parser.add_mutually_exclusive_group()
+    settings.add_argument("--settings", help="client only: mail settings as JSON, overriding")
+    settings.add_argument(
+        "--settings-file",
+        type=Path,
+        help="client only: a file holding the mail settings as JSON (keeps a password off "
+        "the command line)",
+    )
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_node_config(args.config)
     except (OSError, ValidationError) as error:
         sys.stderr.write(f"lab.nodes: cannot use {args.config}: {error}\n")
         return 2
@@ -39,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     if config.role == "client":
         from lab.nodes import client
 
+        if args.settings_file is not None:
+            try:
+                settings_json = args.settings_file.read_text(encoding="utf-8")
+            except OSError as error:
+                sys.stderr.write(f"client: cannot read {args.settings_file}: {error}\n")
+                return 2
+            return client.main(args.config, settings_json)
         return client.main(args.config, args.settings)
     if config.role == "dns":
         from lab.nodes import dns

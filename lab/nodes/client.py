@@ -1,6 +1,6 @@
 """The client node: the customer's mail program, sending once with its configured settings.
 
-In a container it runs as `python -m lab.nodes client config.json [--settings JSON]`
+In a container it runs as `python -m lab.nodes client config.json [--settings-file F]`
 and prints the `SendResult` as JSON on stdout; the local backend calls
 `run_once` in-process with its emulating connector. Names are resolved through
 the lab DNS only: a lab node must never consult the host's resolver (it could
@@ -14,10 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from lab.net import Connector, DirectConnector
-from lab.nodes.config import AnyNodeConfig, ClientConfig, NodeConfigFile
+from lab.nodes.config import ClientConfig, load_node_config
 from lab.scenario.model import MailSettings
 from lab.smtp.client import SendResult, send_mail
 
@@ -56,20 +56,13 @@ async def run_once(
 
 
 def load_config(config_path: str | Path) -> ClientConfig:
-    """The client's part of a generated node configuration file.
+    """A client's generated node config file (the bare node config, as every node reads it).
 
     Raises:
         OSError: the file cannot be read.
         ValueError: not JSON, not a valid node configuration, or not a client's.
     """
-    data = json.loads(Path(config_path).read_text(encoding="utf-8"))
-    # `NodeConfigFile` wraps the node in {"node": ...}; `lab.nodes.__main__` reads a bare
-    # node config. Both shapes are accepted until the two agree.
-    if isinstance(data, dict) and set(data) == {"node"}:
-        node = NodeConfigFile.model_validate(data).node
-    else:
-        adapter: TypeAdapter[AnyNodeConfig] = TypeAdapter(AnyNodeConfig)
-        node = adapter.validate_python(data)
+    node = load_node_config(Path(config_path))  # the one format every role reads
     if not isinstance(node, ClientConfig):
         raise ValueError(f"{config_path}: a {node.role} configuration, not a client's")
     return node

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from lab.scenario.model import (
     AuthMechanism,
@@ -22,6 +22,8 @@ from lab.scenario.model import (
     MailboxState,
     MailSettings,
     PortPolicy,
+    SendAsPolicy,
+    TlsVersions,
 )
 
 
@@ -88,6 +90,8 @@ class ListenerConfig(ConfigModel):
     auth: AuthPolicy
     require_tls: bool
     auth_requires_tls: bool
+    starttls_broken: bool = False
+    tls_versions: TlsVersions = TlsVersions.MODERN
 
 
 class TlsFiles(ConfigModel):
@@ -141,6 +145,31 @@ class QueueConfig(ConfigModel):
     connect_timeout: float = 2.0
 
 
+class RateLimitConfig(ConfigModel):
+    """Sessions per client address and window (`per` already in lab seconds)."""
+
+    connections: int = Field(ge=1)
+    per: float = Field(gt=0)
+    ports: list[int] = Field(default=[], description="Lab ports it applies to; empty: all.")
+
+
+class ClientChecksConfig(ConfigModel):
+    """DNS checks of the client and the sender, made at RCPT (see `mailserver.checks`)."""
+
+    require_ptr: bool = False
+    ptr_reject_code: Literal[450, 550] = 450
+    dnsbl: list[str] = Field(default=[], description="Absolute DNSBL zones.")
+    check_spf: bool = False
+    reject_unknown_sender_domain: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any check needs a DNS lookup."""
+        return bool(
+            self.require_ptr or self.dnsbl or self.check_spf or self.reject_unknown_sender_domain
+        )
+
+
 class MailServerConfig(NodeConfig):
     """An SMTP server: an `mx` receives for its domains, a `relay` also relays and queues."""
 
@@ -159,6 +188,21 @@ class MailServerConfig(NodeConfig):
     queue: QueueConfig | None = Field(default=None, description="Relays only.")
     resolver: ResolverConfig | None = None
     ca_file: Path | None = Field(default=None, description="Trust anchor for outbound TLS.")
+    # faults (all off by default)
+    banner_delay: float = Field(default=0.0, ge=0, description="Real seconds, not lab time.")
+    tarpit: bool = False
+    no_service: bool = False
+    rate_limit: RateLimitConfig | None = None
+    esmtp: bool = True
+    checks: ClientChecksConfig = ClientChecksConfig()
+    max_recipients: int | None = Field(default=None, ge=1)
+    drop_during_data: bool = False
+    send_as: SendAsPolicy = SendAsPolicy.ANY
+    fault_exempt: list[str] = Field(
+        default=[],
+        description="Client addresses the greeting faults (tarpit, delay, 554, rate limit) "
+        "spare: the node's own, so that health checks see a banner. Loopback always is.",
+    )
 
 
 # --- client and router ------------------------------------------------------------------------
@@ -174,6 +218,26 @@ class ClientConfig(NodeConfig):
     ca_file: Path | None = None
 
 
+INSPECTION_PORT = 10025
+
+
+class InspectionConfig(ConfigModel):
+    """SMTP inspection (`lab.nodes.inspection`): which ports, which rewrites."""
+
+    ports: list[int] = [25]
+    mangle_banner: bool = True
+    strip_starttls: bool = True
+    listen_port: int = Field(
+        default=INSPECTION_PORT,
+        description="Where the inspecting proxy listens; iptables REDIRECTs `ports` to it.",
+    )
+    upstream: str | None = Field(
+        default=None,
+        description="'host:port' to forward every connection to, instead of the original "
+        "destination of a REDIRECTed one (running without iptables, and tests).",
+    )
+
+
 class RouterConfig(NodeConfig):
     """The ISP router: per-port policy for connections from `inside` to `outside`."""
 
@@ -183,6 +247,7 @@ class RouterConfig(NodeConfig):
     ports: dict[int, PortPolicy] = {}
     default: PortPolicy = PortPolicy.ALLOW
     outage: bool = False
+    inspection: InspectionConfig | None = None
 
 
 AnyNodeConfig = Annotated[
@@ -190,8 +255,12 @@ AnyNodeConfig = Annotated[
 ]
 
 
-class NodeConfigFile(BaseModel):
-    """The file `python -m lab.nodes <role> <file>` reads."""
+def load_node_config(path: Path) -> AnyNodeConfig:
+    """Read a generated node config file: the bare node config as JSON, for any role.
 
-    model_config = ConfigDict(extra="forbid")
-    node: AnyNodeConfig
+    Raises:
+        OSError: the file cannot be read.
+        pydantic.ValidationError: not a valid node config.
+    """
+    adapter: TypeAdapter[AnyNodeConfig] = TypeAdapter(AnyNodeConfig)
+    return adapter.validate_json(path.read_bytes())

@@ -12,6 +12,14 @@ default route is deleted, so nothing leaves the lab through it; connections
 from inside to outside pass the chain `SMTPLAB-ISP` (per-port drop/reject,
 outage) and are masqueraded to the router's outside address; replies pass
 by conntrack; nothing is forwarded inward.
+
+SMTP inspection (`lab.nodes.inspection`): connections from inside to an
+inspected port that the policy allows are REDIRECTed to the inspecting proxy
+in this same program, which goes on to their original destination from the
+router's outside address (as the MASQUERADE would have). A port that the
+policy drops or rejects is not redirected: the policy wins, as in
+`lab.topology.inspection_for`. The proxy listens before the rules exist and
+before `router-ready` is logged, so no redirected connection finds it absent.
 """
 
 from __future__ import annotations
@@ -60,9 +68,23 @@ def router_rules(config: RouterConfig, inside_if: str, outside_if: str) -> list[
         if config.default is not PortPolicy.ALLOW:
             rules.append([*chain, "-p", "tcp", *_verdict(config.default)])
         rules.append([*chain, "-j", "ACCEPT"])
+    rules.extend(inspection_rules(config, inside_if))
     # The outside sees the router's address, as with any ISP's NAT.
     rules.append(["-t", "nat", "-A", "POSTROUTING", "-o", outside_if, "-j", "MASQUERADE"])
     return rules
+
+
+def inspection_rules(config: RouterConfig, inside_if: str) -> list[list[str]]:
+    """REDIRECTs of inspected ports to the inspecting proxy, for the ports the policy allows."""
+    inspection = config.inspection
+    if inspection is None or config.outage:
+        return []
+    return [
+        ["-t", "nat", "-A", "PREROUTING", "-i", inside_if, *_tcp(port),
+         "-j", "REDIRECT", "--to-ports", str(inspection.listen_port)]
+        for port in sorted(set(inspection.ports))
+        if config.ports.get(port, config.default) is PortPolicy.ALLOW
+    ]  # fmt: skip
 
 
 def _tcp(port: int) -> list[str]:
@@ -152,19 +174,32 @@ async def setup(config: RouterConfig, log: EventLog | None = None) -> tuple[str,
             outage=config.outage,
             default=config.default.value,
             ports={str(port): policy.value for port, policy in sorted(config.ports.items())},
+            inspection=config.inspection.ports if config.inspection is not None else None,
             rules=[" ".join(rule) for rule in rules],
         )
     return inside_if, outside_if
 
 
 async def serve(config: RouterConfig) -> None:
-    """Set up forwarding, then stay up (the kernel does the work) until cancelled."""
+    """Set up forwarding (and the inspecting proxy), then stay up until cancelled."""
     log = EventLog(config.data_dir, config.name, echo=True)
+    proxy: asyncio.Server | None = None
     try:
+        if config.inspection is not None:
+            from lab.nodes import inspection
+
+            try:
+                proxy = await inspection.start(
+                    config.inspection, host=config.listen_host, events=log
+                )
+            except OSError as error:
+                raise RouterSetupError(f"the inspecting proxy cannot listen: {error}") from None
         await setup(config, log)
         await asyncio.Event().wait()
     except RouterSetupError as error:
         log.emit("router-failed", error=str(error))
         raise
     finally:
+        if proxy is not None:
+            proxy.close()
         log.close()

@@ -80,7 +80,12 @@ class Lab(Protocol):
         ...
 
     def endpoints(self) -> list[Endpoint]:
-        """Entry points on 127.0.0.1 for a developer's own application."""
+        """Entry points opened by `publish_endpoints` so far."""
+        ...
+
+    async def publish_endpoints(self, host: str = "127.0.0.1") -> list[Endpoint]:
+        """Open entry points on `host` for a developer's own application: each behaves as
+        the server port would for a machine in the customer's network (same ISP policy)."""
         ...
 
     async def down(self) -> None:

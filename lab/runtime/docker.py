@@ -9,10 +9,21 @@ nodes get their default route replaced by the router's inside address, and
 all other nodes lose theirs, before their program starts; then they lose
 `NET_ADMIN`. So no lab node has a route to anything but lab subnets.
 
+A lab is up when every node passed its readiness checks
+(`lab.runtime.readiness`: greeting read, SOA answered, `router-ready`, the
+init script's "routes set"), never after a sleep; a failure carries the
+node's container log and events. Each lab's files (node configs, TLS files,
+node data dirs) live on the host under `<state>/docker/<lab id>`, bind-mounted
+at `/var/lib/smtplab`.
+
 Everything created carries the labels of `lab.runtime.labels`: `down`, the
 per-process `atexit` hook and `reap` select by label, never by name. When
 `up` fails halfway, whatever it created so far is removed before the error
-propagates.
+propagates. A detached lab (`smtplab up`) carries no owner pid: it runs until
+`smtplab down`, and `reap` leaves it alone.
+
+`publish_endpoints` adds a gateway container that stands for a developer's
+machine in the customer's network (see there).
 
 Only the docker SDK's low-level API is used, and never `containers.run`: it
 pulls a missing image, which offline is a slow failure.
@@ -26,14 +37,15 @@ import concurrent.futures
 import contextlib
 import ctypes
 import errno
+import functools
 import json
 import os
 import secrets
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from types import TracebackType
@@ -41,14 +53,16 @@ from typing import TYPE_CHECKING, Any
 
 from lab.config import settings
 from lab.errors import LabError, LabStartError
-from lab.net import ConnectRefused, ConnectTimeout, HostUnreachable, Streams
+from lab.net import ConnectRefused, ConnectTimeout, DirectConnector, HostUnreachable, Streams
 from lab.nodes.events import read_events
 from lab.runtime import labels
 from lab.runtime.base import Endpoint
+from lab.runtime.readiness import LogLine, WaitStrategy, role_checks, wait_all
 from lab.runtime.subnets import NEVER, choose_subnets, host_taken_networks
-from lab.topology import NodePlan, Topology, resolve
+from lab.topology import Action, NodePlan, Topology, Verdict, path_verdict, resolve
 
 if TYPE_CHECKING:
+    from lab.net import Connector
     from lab.runtime.base import Backend, Lab
     from lab.scenario.model import MailSettings, Scenario
     from lab.smtp.client import SendResult
@@ -58,13 +72,16 @@ DATA_ROOT = Path("/var/lib/smtplab")
 # Node configs live beside the data dirs; "_" cannot start a node name, so no clash.
 CONFIG_DIR = "_config"
 TLS_DIR = "_tls"  # the lab CA and every server's certificate and key
+RUN_DIR = "_run"  # one-shot files for `docker exec` (mail settings with a password)
 IDLE_COMMAND = ["sleep", "infinity"]
 READY_TIMEOUT = 15.0
 RESOLVE_TIMEOUT = 2.0
-SUBNET_ATTEMPTS = 3
+SUBNET_ATTEMPTS = 5
 ENGINE_TIMEOUT = 60  # seconds per API call; image builds stream, so they are not cut short
 
 CommandFactory = Callable[[NodePlan, str], list[str]]
+# What must hold before a node counts as up, given what its container runs.
+ReadinessFactory = Callable[[NodePlan, Topology], list[WaitStrategy]]
 Progress = Callable[[str], None]
 
 
@@ -92,8 +109,36 @@ fi
 if [ -n "$off" ]; then
     iptables -w -P INPUT DROP || exit 97
 fi
+echo "smtplab-init: routes set"
 exec setpriv --bounding-set=-net_admin -- "$@"
 """
+# What the init script prints once routes (and a switched-off host's firewall) are in place.
+INIT_DONE = "smtplab-init: routes set"
+
+# The endpoint gateway (`DockerLab.publish_endpoints`): `sh -c GATEWAY_SCRIPT smtplab-gateway
+# <front address> <router or ""> <front port>:<lab address>:<lab port>...`. Its default
+# route is the customer's (the router) or none; it forwards only what it DNATs.
+GATEWAY_SCRIPT = """\
+set -e
+front="$1"; router="$2"; shift 2
+ip route del default 2>/dev/null || true
+if [ -n "$router" ]; then ip route add default via "$router"; fi
+for rule in "$@"; do
+    port="${rule%%:*}"; target="${rule#*:}"
+    address="${target%%:*}"; target_port="${target#*:}"
+    iptables -w -t nat -A PREROUTING -d "$front" -p tcp --dport "$port" \
+        -j DNAT --to-destination "$address:$target_port"
+    iptables -w -t nat -A POSTROUTING -d "$address" -p tcp --dport "$target_port" -j MASQUERADE
+done
+echo "smtplab-gateway: ready"
+exec setpriv --bounding-set=-net_admin -- sleep infinity
+"""
+GATEWAY_DONE = "smtplab-gateway: ready"
+GATEWAY_NODE = "_gateway"  # "_" cannot start a scenario node's name: no clash
+FRONT_NETWORK = "_front"
+FRONT_PREFIX = 28
+FRONT_PORT_BASE = 20000
+LOOPBACK = "127.0.0.1"
 
 
 def with_lab_route(
@@ -230,7 +275,55 @@ class NamespaceConnector:
             raise
 
 
+# Entering a container's network namespace needs root; without it, the host's own
+# connections to the lab bridges stand in (they reach every lab address directly).
+CAN_ENTER_NAMESPACES = os.geteuid() == 0
+
+
+class ContainerTarget:
+    """`lab.runtime.readiness.WaitTarget` for one node of a docker lab."""
+
+    def __init__(self, lab: DockerLab, node: str) -> None:
+        self._lab = lab
+        self._node = node
+
+    @property
+    def name(self) -> str:
+        """The node's name."""
+        return self._node
+
+    def connector(self) -> Connector:
+        """Connections from inside the node's container (or from the host, not as root)."""
+        if CAN_ENTER_NAMESPACES:
+            return self._lab.connector_for(self._node)
+        return DirectConnector()
+
+    def datagram_socket(self) -> socket.socket:
+        """A UDP socket in the node's namespace (or the host's, not as root)."""
+        if CAN_ENTER_NAMESPACES:
+            return netns_socket(self._lab.pid(self._node), socket.SOCK_DGRAM)
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The node's events.jsonl."""
+        return self._lab.events(self._node)
+
+    def logs(self, tail: int = 30) -> str:
+        """The container's output."""
+        return self._lab.logs(self._node, tail)
+
+    def exited(self) -> str | None:
+        """None while the container runs, else its exit code."""
+        state = self._lab.state(self._node)
+        if state.get("Running"):
+            return None
+        return f"exited with {state.get('ExitCode')} ({state.get('Status')})"
+
+
 # --- a running lab --------------------------------------------------------------------------
+
+# Held while checking subnets and creating networks (see `DockerBackend._up_once`).
+NETWORK_LOCK = threading.Lock()
 
 # Labs this process started and has not taken down: removed at interpreter exit.
 _LIVE: dict[str, DockerLab] = {}
@@ -252,17 +345,31 @@ class DockerLab:
     backend = "docker"
 
     def __init__(
-        self, client: Any, topology: Topology, lab_id: str, host_dir: Path, image: str
+        self,
+        client: Any,
+        topology: Topology,
+        lab_id: str,
+        host_dir: Path,
+        image: str,
+        *,
+        detached: bool = False,
+        ready_timeout: float = READY_TIMEOUT,
+        readiness: ReadinessFactory = role_checks,
     ) -> None:
         self._client = client
         self._topology = topology
         self._id = lab_id
         self.host_dir = host_dir
         self.image = image
+        # Detached labs (`smtplab up`) carry no owner pid: the reaper leaves them alone.
+        self.detached = detached
+        self.ready_timeout = ready_timeout
+        self.readiness = readiness
         self.containers: dict[str, str] = {}  # node -> container id
         self.networks: dict[str, str] = {}  # scenario network -> docker network id
         self._pids: dict[str, int] = {}
         self._ca_file: Path | None = None
+        self._endpoints: list[Endpoint] = []
         self._down = False
 
     @property
@@ -299,6 +406,11 @@ class DockerLab:
             self._pids[node] = int(state["Pid"])
         return self._pids[node]
 
+    def state(self, node: str) -> dict[str, Any]:
+        """The `State` part of `docker inspect` for `node`'s container."""
+        state: dict[str, Any] = self._client.api.inspect_container(self.containers[node])["State"]
+        return state
+
     def exec(self, node: str, command: list[str]) -> tuple[int, str]:
         """Run `command` in `node`'s container; (exit code, stdout and stderr)."""
         api = self._client.api
@@ -327,14 +439,26 @@ class DockerLab:
         from lab.smtp.client import SendResult
 
         client = self._topology.client
+        # The settings (with the password) go through a file only root and the
+        # container can read, never the command line: `ps` and `docker inspect` show that.
+        name = f"settings-{secrets.token_hex(8)}.json"
+        settings_file = self.host_dir / RUN_DIR / name
+        settings_file.parent.mkdir(mode=0o700, exist_ok=True)
+        descriptor = os.open(settings_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(settings.model_dump_json(by_alias=True))
         command = [
             "python3", "-m", "lab.nodes", "client", _config_path(client.name),
-            "--settings", settings.model_dump_json(by_alias=True),
+            "--settings-file", str(DATA_ROOT / RUN_DIR / name),
         ]  # fmt: skip
-        code, output = await asyncio.to_thread(self.exec, client.name, command)
+        try:
+            code, output = await asyncio.to_thread(self.exec, client.name, command)
+        finally:
+            settings_file.unlink(missing_ok=True)
         lines = [line for line in output.splitlines() if line.startswith("{")]
         if code != 0 or not lines:
-            raise LabError(f"the mail program failed in {client.name} (exit {code}): {output}")
+            shown = _mask(output, settings)
+            raise LabError(f"the mail program failed in {client.name} (exit {code}): {shown}")
         result: SendResult = SendResult.from_json(json.loads(lines[-1]))
         return result
 
@@ -354,8 +478,105 @@ class DockerLab:
         return self.host_dir / node
 
     def endpoints(self) -> list[Endpoint]:
-        """Not yet: published ports need forwarders (internal networks cannot publish)."""
-        return []
+        """Ports opened by `publish_endpoints`."""
+        return list(self._endpoints)
+
+    async def publish_endpoints(self, host: str = LOOPBACK) -> list[Endpoint]:
+        """Entry points on `host` that behave as a machine in the customer's network.
+
+        A gateway container stands for the developer's machine: it sits in the
+        client's network (its default route is the client's, through the ISP
+        router) and on a small `front` network of its own, whose ports docker
+        publishes on `host`. Each published port is DNATed by the gateway's
+        kernel to one server address and port and MASQUERADEd to the gateway's
+        customer-side address: the router then sees an ordinary customer
+        connection and applies its policy for real. What a dropped or rejected
+        port looks like from `host` is shaped by docker's userland proxy,
+        which accepts on `host` before it connects onwards; the notes say so.
+        """
+        if not self._endpoints:
+            self._endpoints = await asyncio.to_thread(self._publish, host)
+        return self.endpoints()
+
+    def _publish(self, host: str) -> list[Endpoint]:
+        """Create the front network and the gateway; the endpoints once it is ready."""
+        import docker.errors
+
+        client_node = self._topology.client
+        wanted = _published_ports(self._topology)
+        if not wanted:
+            return []
+        api = self._client.api
+        front, created = None, None
+        for attempt in range(1, SUBNET_ATTEMPTS + 1):
+            # Planned afresh each time: another lab may take a subnet meanwhile.
+            try:
+                with NETWORK_LOCK:
+                    taken = host_taken_networks(self._client)
+                    [front] = choose_subnets(1, taken, prefix=FRONT_PREFIX)
+                    created = api.create_network(
+                        self.network_name(FRONT_NETWORK),
+                        driver="bridge",
+                        internal=False,  # docker publishes ports from non-internal networks only
+                        ipam=_ipam(front, front.network_address + 1),
+                        labels=self._labels(network=FRONT_NETWORK),
+                        check_duplicate=True,
+                    )
+                break
+            except docker.errors.APIError as error:
+                if "overlap" not in str(error) or attempt == SUBNET_ATTEMPTS:
+                    raise LabStartError(f"lab {self._id}: {_first_line(error)}") from error
+        assert front is not None
+        assert created is not None
+        self.networks[FRONT_NETWORK] = created["Id"]
+        front_address = front.network_address + 2
+        network = next(iter(client_node.addresses))
+        gateway_address = _free_address(self._topology, network)
+        router = customer_gateways(self._topology).get(client_node.name)
+        rules = [
+            f"{FRONT_PORT_BASE + index}:{address}:{port}"
+            for index, (_, address, port, _) in enumerate(wanted)
+        ]
+        script_args = [str(front_address), str(router or ""), *rules]
+        front_ports = [FRONT_PORT_BASE + index for index in range(len(wanted))]
+        host_config = api.create_host_config(
+            cap_add=["NET_ADMIN"],
+            sysctls={"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.disable_ipv6": "1"},
+            port_bindings=dict.fromkeys(front_ports, (host, None)),
+            init=True,
+        )
+        container = api.create_container(
+            self.image,
+            command=["sh", "-c", GATEWAY_SCRIPT, "smtplab-gateway", *script_args],
+            name=self.container_name(GATEWAY_NODE),
+            hostname="gateway",
+            labels=self._labels(node=GATEWAY_NODE),
+            ports=front_ports,
+            host_config=host_config,
+            networking_config=api.create_networking_config(
+                {
+                    self.network_name(FRONT_NETWORK): api.create_endpoint_config(
+                        ipv4_address=str(front_address)
+                    )
+                }
+            ),
+            detach=True,
+        )
+        self.containers[GATEWAY_NODE] = container["Id"]
+        api.connect_container_to_network(
+            container["Id"], self.network_name(network), ipv4_address=str(gateway_address)
+        )
+        api.start(container["Id"])
+        check = LogLine(GATEWAY_DONE).with_startup_timeout(self.ready_timeout)
+        asyncio.run(wait_all([(ContainerTarget(self, GATEWAY_NODE), check)]))
+        published = api.inspect_container(container["Id"])["NetworkSettings"]["Ports"]
+        endpoints = []
+        for index, (node, address, port, note) in enumerate(wanted):
+            [binding] = published[f"{FRONT_PORT_BASE + index}/tcp"]
+            endpoints.append(
+                Endpoint(node, address, port, binding["HostIp"], int(binding["HostPort"]), note)
+            )
+        return endpoints
 
     def logs(self, node: str, tail: int = 50) -> str:
         """The last lines the node's container wrote to stdout and stderr."""
@@ -364,9 +585,8 @@ class DockerLab:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def create(self, command: CommandFactory) -> None:
-        """Create networks and containers, start routers, wait for them, start the rest."""
-        self._write_files()
+    def create_networks(self) -> None:
+        """One docker network per scenario network, on the planned subnets."""
         api = self._client.api
         for network in self._topology.networks.values():
             ipam = _ipam(network.subnet, network.gateway)
@@ -377,22 +597,42 @@ class DockerLab:
                 # container needs it, see the module docstring); the rest has no way out.
                 internal=not network.customer_side,
                 ipam=ipam,
-                labels=labels.create_labels(
-                    self._id, network=network.name, scenario=self._topology.scenario.id
-                ),
+                labels=self._labels(network=network.name),
                 check_duplicate=True,
             )
             self.networks[network.name] = created["Id"]
+
+    def create(self, command: CommandFactory) -> None:
+        """Create the containers (networks exist), start them (routers before what stands
+        behind them), and wait until every node passes its readiness checks."""
+        self._write_files()
         gateways = customer_gateways(self._topology)
-        for node in self._topology.nodes.values():
-            self._create_container(node, command, gateways.get(node.name))
-        routers = [node for node in self._topology.nodes.values() if node.kind == "router"]
-        others = [node for node in self._topology.nodes.values() if node.kind != "router"]
-        # Routers first, and ready, before anything behind them can send a packet.
-        self._start_all(routers)
-        for router in routers:
-            self._wait_router(router.name)
-        self._start_all(others)
+        nodes = list(self._topology.nodes.values())
+        _in_parallel(
+            [
+                functools.partial(self._create_container, node, command, gateways.get(node.name))
+                for node in nodes
+            ]
+        )
+        # A program behind a router may send as soon as it starts: it starts only once the
+        # router's rules are in place. Everything else (servers on the outside networks,
+        # the idle client) starts together with the routers.
+        behind = [
+            node
+            for node in nodes
+            if node.name in gateways and node.kind != "client" and node.running
+        ]
+        first = [node for node in nodes if node not in behind]
+        self._start_all(first)
+        routers = [node for node in first if node.kind == "router"]
+        self._wait_ready(routers)
+        self._start_all(behind)
+        self._wait_ready([node for node in nodes if node.kind != "router"])
+
+    def _labels(self, **keys: str) -> dict[str, str]:
+        return labels.create_labels(
+            self._id, scenario=self._topology.scenario.id, detached=self.detached, **keys
+        )
 
     def _write_files(self) -> None:
         """Node configs under `_config/`, certificates under `_tls/`, empty data dirs."""
@@ -466,9 +706,7 @@ class DockerLab:
             command=argv,
             name=self.container_name(node.name),
             hostname=(node.hostname or node.name).split(".")[0],
-            labels=labels.create_labels(
-                self._id, node=node.name, scenario=self._topology.scenario.id
-            ),
+            labels=self._labels(node=node.name),
             host_config=host_config,
             networking_config=api.create_networking_config(
                 {
@@ -487,35 +725,28 @@ class DockerLab:
             )
 
     def _start_all(self, nodes: list[NodePlan]) -> None:
-        if not nodes:
-            return
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
-            futures = [
-                pool.submit(self._client.api.start, self.containers[node.name]) for node in nodes
-            ]
-            for future in futures:
-                future.result()
+        api = self._client.api
+        _in_parallel([functools.partial(api.start, self.containers[node.name]) for node in nodes])
 
-    def _wait_router(self, node: str, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            for event in self.events(node):
-                if event.get("event") == "router-ready":
-                    return
-                if event.get("event") == "router-failed":
-                    raise LabStartError(
-                        f"router {node} failed: {event.get('error')}\n{self.logs(node)}"
-                    )
-            state = self._client.api.inspect_container(self.containers[node])["State"]
-            if not state.get("Running"):
-                raise LabStartError(
-                    f"router {node} exited ({state.get('ExitCode')}):\n{self.logs(node)}"
-                )
-            if time.monotonic() > deadline:
-                raise LabStartError(
-                    f"router {node} not ready after {timeout:g} s:\n{self.logs(node)}"
-                )
-            time.sleep(0.05)
+    def checks(self, node: NodePlan) -> list[WaitStrategy]:
+        """What must hold before `node` counts as up (`lab.runtime.readiness`)."""
+        found = self.readiness(node, self._topology)
+        if node.kind != "router":
+            found.append(LogLine(INIT_DONE))  # routes set, NET_ADMIN dropped
+        return [check.with_startup_timeout(self.ready_timeout) for check in found]
+
+    def _wait_ready(self, nodes: list[NodePlan]) -> None:
+        """Every check of every node in `nodes`, concurrently (never a fixed sleep).
+
+        Raises:
+            LabStartError: a node exited or timed out; with its log.
+        """
+        checks = [
+            (ContainerTarget(self, node.name), check)
+            for node in nodes
+            for check in self.checks(node)
+        ]
+        asyncio.run(wait_all(checks))
 
     def down_sync(self) -> None:
         """Remove containers, networks and the host directory; idempotent."""
@@ -551,6 +782,80 @@ class DockerLab:
         traceback: TracebackType | None,
     ) -> None:
         await self.down()
+
+
+def _published_ports(topology: Topology) -> list[tuple[str, str, int, str]]:
+    """(node, lab address, lab port, note) for every server port, seen from the client."""
+    client = topology.client.name
+    wanted = []
+    for name, node in topology.nodes.items():
+        if node.kind == "dns":
+            continue  # DNS is UDP; endpoints are TCP
+        for port in node.tcp_ports:
+            address = str(node.address)
+            verdict = path_verdict(topology, client, address, port)
+            wanted.append((name, address, port, _endpoint_note(verdict)))
+    return wanted
+
+
+def _endpoint_note(verdict: Verdict) -> str:
+    """What a user sees on the published port, as measured on Engine 20.10 with its
+    default userland proxy (`docker-proxy` accepts on the host, then dials the lab)."""
+    if verdict.action is Action.DROP:
+        return (
+            f"{verdict.reason}: the connect succeeds on the host (docker's userland "
+            f"proxy accepts), then the connection closes without a byte after about "
+            f"{_syn_give_up():.0f} s, when the proxy's own SYNs go unanswered; the customer's "
+            "program inside the lab gets a real connect timeout"
+        )
+    if verdict.action is Action.REJECT:
+        return (
+            f"{verdict.reason}: the connect succeeds on the host (docker's userland proxy "
+            "accepts), then the connection closes at once without a byte; inside the lab "
+            "it is 'connection refused'"
+        )
+    if verdict.action is Action.UNREACHABLE:
+        return f"{verdict.reason}: accepted on the host, then closed at once"
+    return verdict.reason
+
+
+def _syn_give_up() -> float:
+    """Seconds until this host's kernel gives up a connect nobody answers: the first
+    retransmission after 1 s, doubling, `net.ipv4.tcp_syn_retries` times (6: 127 s)."""
+    try:
+        retries = int(Path("/proc/sys/net/ipv4/tcp_syn_retries").read_text())
+    except (OSError, ValueError):
+        retries = 6
+    return float(2 ** (retries + 1) - 1)
+
+
+def _free_address(topology: Topology, network: str) -> IPv4Address:
+    """An address in `network` that no node of the topology holds (for the gateway)."""
+    subnet = topology.networks[network].subnet
+    used = {address for node in topology.nodes.values() for address in node.addresses.values()}
+    used.add(topology.networks[network].gateway)
+    for host in reversed(list(subnet.hosts())):
+        if host not in used:
+            return host
+    raise LabError(f"network {network}: no address left for the endpoint gateway")
+
+
+def _in_parallel(calls: list[Callable[[], object]]) -> None:
+    """Run engine calls in threads (the engine serves them concurrently); re-raise the first
+    error once all have finished, so that nothing is left half-made unnoticed."""
+    if not calls:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(calls))) as pool:
+        futures = [pool.submit(call) for call in calls]
+        concurrent.futures.wait(futures)
+    for future in futures:
+        future.result()
+
+
+def _mask(text: str, settings: MailSettings) -> str:
+    """`text` with the AUTH password replaced, should a program have printed it."""
+    password = settings.auth.password if settings.auth is not None else ""
+    return text.replace(password, "********") if password else text
 
 
 def _config_path(node: str) -> str:
@@ -618,21 +923,38 @@ def remove_lab(client: Any, lab_id: str, host_dir: Path | None = None) -> None:
         with contextlib.suppress(docker.errors.NotFound):
             api.remove_container(container_id, force=True, v=True)
 
-    if containers:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
-            for future in [pool.submit(remove_container, c["Id"]) for c in containers]:
-                future.result()
+    # Where the containers really keep their files (the creator's SMTPLAB_STATE may differ
+    # from ours); read before they go.
+    host_dir = host_dir or mounted_host_dir(containers, lab_id) or lab_state_dir(lab_id)
+    _in_parallel([functools.partial(remove_container, c["Id"]) for c in containers])
     for network in api.networks(filters=wanted):
         with contextlib.suppress(docker.errors.NotFound):
             api.remove_network(network["Id"])
-    host_dir = host_dir or lab_state_dir(lab_id)
     if host_dir.exists():
         shutil.rmtree(host_dir, ignore_errors=True)
 
 
+def mounted_host_dir(containers: Iterable[Mapping[str, Any]], lab_id: str) -> Path | None:
+    """The host directory bind-mounted at `DATA_ROOT` in a lab's containers (as listed by
+    the engine), or None. Only a directory named after the lab counts: a label alone must
+    never lead to deleting some other folder."""
+    for container in containers:
+        for mount in container.get("Mounts") or []:
+            source = mount.get("Source")
+            if mount.get("Destination") == str(DATA_ROOT) and source:
+                path = Path(source)
+                if path.name == lab_id:
+                    return path
+    return None
+
+
 def lab_state_dir(lab_id: str) -> Path:
-    """The host directory bind-mounted into lab `lab_id`'s containers."""
-    return settings.state_dir / "labs" / lab_id
+    """The host directory bind-mounted into lab `lab_id`'s containers.
+
+    Under `docker/`, apart from `labs/`, where the CLI keeps the records of
+    local labs: a docker lab is found by its label, never by a file.
+    """
+    return settings.state_dir / "docker" / lab_id
 
 
 def list_labs(client: Any) -> dict[str, dict[str, str]]:
@@ -644,6 +966,79 @@ def list_labs(client: Any) -> dict[str, dict[str, str]]:
     for network in client.api.networks(filters=selector):
         found.setdefault(network["Labels"][labels.LAB], network["Labels"])
     return found
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    """A docker lab as the engine shows it (found by label)."""
+
+    id: str
+    scenario: str
+    nodes: dict[str, str]  # node -> container state ("running", "exited", ...)
+    owner: str | None  # "<pid>:<start>" of the owning process; None for detached labs
+    host: str
+    created: float  # seconds since the epoch, of its oldest container
+    host_dir: Path | None
+
+    @property
+    def detached(self) -> bool:
+        """Started by `smtplab up`: it runs until `smtplab down`."""
+        return self.owner is None
+
+    @property
+    def owner_alive(self) -> bool | None:
+        """Whether the owning process still runs (None: detached, or another host's)."""
+        if self.owner is None or self.host != socket.gethostname():
+            return None
+        return labels.owner_alive(self.owner)
+
+
+def describe_labs(client: Any) -> list[LabInfo]:
+    """Every labelled lab on the engine, oldest first."""
+    selector = labels.selector(labels.LAB)
+    containers: dict[str, list[dict[str, Any]]] = {}
+    for container in client.api.containers(all=True, filters=selector):
+        containers.setdefault(container["Labels"][labels.LAB], []).append(container)
+    infos = []
+    for lab_id, object_labels in list_labs(client).items():
+        mine = containers.get(lab_id, [])
+        infos.append(
+            LabInfo(
+                id=lab_id,
+                scenario=object_labels.get(labels.SCENARIO, "?"),
+                nodes={
+                    c["Labels"].get(labels.NODE, c["Id"][:12]): str(c.get("State", "?"))
+                    for c in mine
+                },
+                owner=object_labels.get(labels.PID),
+                host=object_labels.get(labels.HOST, ""),
+                created=min((float(c.get("Created", 0)) for c in mine), default=0.0),
+                host_dir=mounted_host_dir(mine, lab_id),
+            )
+        )
+    return sorted(infos, key=lambda info: (info.created, info.id))
+
+
+def find_lab(client: Any, lab_id: str) -> LabInfo | None:
+    """The lab called `lab_id`, or None."""
+    return next((info for info in describe_labs(client) if info.id == lab_id), None)
+
+
+def container_logs(client: Any, lab_id: str, node: str, tail: int | str = "all") -> str:
+    """What `node`'s container of lab `lab_id` wrote to stdout and stderr.
+
+    Raises:
+        NoSuchLab: no container of that lab runs that node.
+    """
+    from lab.errors import NoSuchLab
+
+    found = client.api.containers(
+        all=True, filters={"label": [f"{labels.LAB}={lab_id}", f"{labels.NODE}={node}"]}
+    )
+    if not found:
+        raise NoSuchLab(f"lab {lab_id} has no node {node!r}")
+    output: bytes = client.api.logs(found[0]["Id"], tail=tail)
+    return output.decode(errors="replace")
 
 
 def orphaned(object_labels: Mapping[str, str]) -> bool:
@@ -681,17 +1076,28 @@ class DockerBackend:
         image: str | None = None,
         command: CommandFactory = node_command,
         progress: Progress = _say_nothing,
+        detached: bool = False,
+        ready_timeout: float = READY_TIMEOUT,
+        readiness: ReadinessFactory = role_checks,
     ) -> None:
         """Args:
         client: a `docker.DockerClient` (default: from the environment, on first use).
-        image: the node image (default: `build_node_image`, found or built).
+        image: the node image (default: `build_node_image`, found or built on first use).
         command: what each node's container runs.
         progress: receives a line per slow step (image build).
+        detached: labs outlive this process (`smtplab up`): no owner pid in their
+            labels, no removal at exit; `smtplab down` removes them.
+        ready_timeout: seconds each readiness check may take before `up` fails.
+        readiness: the checks per node (`lab.runtime.readiness.role_checks`); pass
+            others together with a `command` that runs something else.
         """
         self._client = client
         self.image = image
         self.command = command
         self.progress = progress
+        self.detached = detached
+        self.ready_timeout = ready_timeout
+        self.readiness = readiness
 
     @property
     def client(self) -> Any:
@@ -738,10 +1144,8 @@ class DockerBackend:
         `SUBNET_ATTEMPTS` times, unless its subnets are pinned: use the returned
         lab's `topology`, not the one passed in.
         """
-        from lab.runtime.image import build_node_image
-
-        image = self.image or build_node_image(None, self.progress, client=self.client)
-        pinned = any(network.subnet for network in topology.scenario.networks.values())
+        image = self.ensure_image()
+        pinned = _pinned(topology)
         for attempt in range(1, SUBNET_ATTEMPTS + 1):
             try:
                 return self._up_once(topology, image)
@@ -751,29 +1155,74 @@ class DockerBackend:
                 topology = self.plan(topology.scenario)
         raise AssertionError("unreachable")
 
+    def ensure_image(self) -> str:
+        """The node image's tag: found or built once (with progress), then remembered."""
+        if self.image is None:
+            from lab.runtime.image import build_node_image
+
+            self.image = build_node_image(None, self.progress, client=self.client)
+        return self.image
+
     def _up_once(self, topology: Topology, image: str) -> DockerLab:
-        import docker.errors
 
         client = self.client
-        taken = host_taken_networks(client)
-        for network in topology.networks.values():
-            clash = _clash(network.subnet, taken)
-            if clash is not None:
-                raise _SubnetTaken(f"network {network.name}: {network.subnet} {clash}")
         lab_id = f"{topology.scenario.id[:24]}-{secrets.token_hex(3)}"
-        lab = DockerLab(client, topology, lab_id, lab_state_dir(lab_id), image)
-        with _LIVE_LOCK:
-            _LIVE[lab_id] = lab
+        # Labs of this process planned at the same time would all pick the same free
+        # subnets: checking and creating networks is one step per process. (Another
+        # process may still win a race: the engine refuses, and `up_sync` plans again.)
+        with NETWORK_LOCK:
+            taken = host_taken_networks(client)
+            clashes = [
+                f"network {network.name}: {network.subnet} {clash}"
+                for network in topology.networks.values()
+                if (clash := _clash(network.subnet, taken)) is not None
+            ]
+            if clashes and _pinned(topology):
+                raise _SubnetTaken("; ".join(clashes))
+            if clashes:
+                topology = self.plan(topology.scenario)
+            lab = DockerLab(
+                client,
+                topology,
+                lab_id,
+                lab_state_dir(lab_id),
+                image,
+                detached=self.detached,
+                ready_timeout=self.ready_timeout,
+                readiness=self.readiness,
+            )
+            # Registered while it is being made, so that an interrupted `up` cleans up.
+            with _LIVE_LOCK:
+                _LIVE[lab_id] = lab
+            try:
+                lab.create_networks()
+            except BaseException as error:
+                lab.down_sync()
+                raise _engine_error(lab_id, error) from error
         try:
             lab.create(self.command)
+            if self.detached:
+                with _LIVE_LOCK:
+                    _LIVE.pop(lab_id, None)
         except BaseException as error:
             lab.down_sync()
-            if isinstance(error, docker.errors.APIError) and "overlaps" in str(error):
-                raise _SubnetTaken(f"lab {lab_id}: {_first_line(error)}") from error
-            if isinstance(error, docker.errors.DockerException):
-                raise LabStartError(f"lab {lab_id}: {_first_line(error)}") from error
-            raise
+            raise _engine_error(lab_id, error) from error
         return lab
+
+
+def _pinned(topology: Topology) -> bool:
+    return any(network.subnet for network in topology.scenario.networks.values())
+
+
+def _engine_error(lab_id: str, error: BaseException) -> BaseException:
+    """What `up` raises for `error`: subnet races retried, engine errors as LabStartError."""
+    import docker.errors
+
+    if isinstance(error, docker.errors.APIError) and "overlaps" in str(error):
+        return _SubnetTaken(f"lab {lab_id}: {_first_line(error)}")
+    if isinstance(error, docker.errors.DockerException):
+        return LabStartError(f"lab {lab_id}: {_first_line(error)}")
+    return error
 
 
 class _SubnetTaken(LabStartError):

@@ -231,6 +231,49 @@ def node_image_tag(root: Path | None = None) -> str:
     return f"{NODE_REPOSITORY}:{image_digest(root, runtime_dependencies(root))[:16]}"
 
 
+def present_node_image(client: Any) -> str | None:
+    """The node image's tag when the engine has it for the current sources, else None."""
+    import docker.errors
+
+    tag = node_image_tag()
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+    return tag
+
+
+def why_unbuildable(client: Any, cache_dir: Path | None = None) -> str | None:
+    """None when the node image can be built here (or exists), else why not.
+
+    Cheapest evidence first: the image itself, an offline base image, a cached
+    root filesystem, root with debootstrap, and last a registry that answers.
+    """
+    import docker.errors
+
+    try:
+        project_root()
+        if present_node_image(client) is not None:
+            return None
+        client.images.get(f"{BASE_REPOSITORY}:{rootfs_key()}")
+        return None
+    except ImageBuildError as error:
+        return str(error)
+    except docker.errors.ImageNotFound:
+        pass
+    cache_dir = cache_dir or default_cache_dir()
+    if (cache_dir / "rootfs" / f"{SUITE}-{rootfs_key()}.tar").is_file():
+        return None
+    if os.geteuid() == 0 and shutil.which("debootstrap") is not None:
+        return None
+    if registry_reachable(client):
+        return None
+    return (
+        f"the node image is not built, no registry answers for {ONLINE_BASE}, and the "
+        "offline build needs root and debootstrap"
+    )
+
+
 # --- registry or not ------------------------------------------------------------------------
 
 
@@ -337,11 +380,17 @@ def build_rootfs(
     return tarball
 
 
-def ensure_offline_base(client: Any, cache_dir: Path, progress: Progress = _say_nothing) -> str:
+def ensure_offline_base(
+    client: Any,
+    cache_dir: Path,
+    progress: Progress = _say_nothing,
+    *,
+    repository: str = BASE_REPOSITORY,
+) -> str:
     """`smtplab-base:<key>`, imported from the cached root filesystem unless present."""
     import docker.errors
 
-    tag = f"{BASE_REPOSITORY}:{rootfs_key()}"
+    tag = f"{repository}:{rootfs_key()}"
     try:
         client.images.get(tag)
         progress(f"base image: {tag} present")
@@ -520,6 +569,8 @@ def build_node_image(
     cache_dir: Path | None = None,
     force: bool = False,
     prune: bool = False,
+    repository: str = NODE_REPOSITORY,
+    base_repository: str = BASE_REPOSITORY,
 ) -> str:
     """The node image for the current sources: found, or built. Returns its tag.
 
@@ -532,6 +583,8 @@ def build_node_image(
         force: build even when an image with the tag exists.
         prune: after a build, untag older node and base images (`remove_stale_images`).
             Off by default: another process may still be about to use them.
+        repository, base_repository: image names (benchmarks build under their own,
+            so that measuring a cold build never removes the images labs use).
 
     Raises:
         ImageBuildError: with the failing step's output.
@@ -544,7 +597,7 @@ def build_node_image(
     cache_dir = cache_dir or default_cache_dir()
     root = project_root()
     dependencies = runtime_dependencies(root)
-    tag = f"{NODE_REPOSITORY}:{image_digest(root, dependencies)[:16]}"
+    tag = f"{repository}:{image_digest(root, dependencies)[:16]}"
     if not force:
         try:
             client.images.get(tag)
@@ -556,7 +609,7 @@ def build_node_image(
         offline = not registry_reachable(client)
         progress(f"image: registry {'unreachable: offline' if offline else 'reachable'} build")
     if offline:
-        base = ensure_offline_base(client, cache_dir, progress)
+        base = ensure_offline_base(client, cache_dir, progress, repository=base_repository)
         apt_packages = ""
     else:
         base = ONLINE_BASE

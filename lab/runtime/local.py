@@ -9,6 +9,9 @@ from the topology, and the kernel then does the rest for real:
 - drop: connect to a listener whose accept queue is full, so the kernel
   drops the SYN and the client waits out its own connect timeout;
 - reject: connect to a bound socket that does not listen: a real RST.
+
+A router with SMTP inspection on the port gets an in-process inspector
+(`lab.nodes.inspection`) between the client and the server.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from lab.errors import LabStartError
 from lab.net import ConnectRefused, ConnectTimeout, HostUnreachable, Streams, open_tcp
 from lab.nodes.config import ClientConfig, DnsConfig, MailServerConfig, ResolverConfig
 from lab.nodes.events import read_events
+from lab.nodes.inspection import Interposer
 from lab.runtime.base import Endpoint
 from lab.scenario.model import ListenerTls, MailServerNode
-from lab.topology import Action, Topology, path_verdict, resolve
+from lab.topology import Action, Topology, inspection_for, path_verdict, resolve
 
 if TYPE_CHECKING:
     from lab.nodes.base import RunningNode
@@ -81,6 +85,7 @@ class EmulatedNetwork:
     proxied: set[tuple[str, int]] = field(default_factory=set)
     blackhole: Blackhole = field(default_factory=Blackhole)
     closed: ClosedPort = field(default_factory=ClosedPort)
+    inspector: Interposer = field(default_factory=Interposer)
     _source_ports: itertools.count[int] = field(default_factory=lambda: itertools.count(40000))
 
     def connector_for(self, node: str) -> EmulatedConnector:
@@ -88,9 +93,10 @@ class EmulatedNetwork:
         return EmulatedConnector(self, node)
 
     def close(self) -> None:
-        """Release the fault sockets."""
+        """Release the fault sockets; stop inspections still running."""
         self.blackhole.close()
         self.closed.close()
+        self.inspector.close()
 
 
 @dataclass
@@ -118,6 +124,9 @@ class EmulatedConnector:
         if (host, port) in self.network.proxied:
             source_port = 40000 + next(self.network._source_ports) % 20000
             writer.write(f"PROXY TCP4 {verdict.source} {host} {source_port} {port}\r\n".encode())
+        inspection = inspection_for(self.network.topology, verdict, port)
+        if inspection is not None:
+            return await self.network.inspector.wrap((reader, writer), inspection)
         return reader, writer
 
 

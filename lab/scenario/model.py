@@ -78,6 +78,24 @@ class CertificateFault(StrEnum):
     SELF_SIGNED = "self-signed"
 
 
+class TlsVersions(StrEnum):
+    """The TLS protocol versions a listener speaks."""
+
+    MODERN = "modern"  # TLS 1.2 and 1.3
+    # TLS 1.0 and 1.1 only, as servers not updated since the 2010s: every current client
+    # (OpenSSL 3, Windows since 2020, Python >= 3.10) refuses to go below TLS 1.2.
+    LEGACY = "legacy"
+
+
+class SendAsPolicy(StrEnum):
+    """Whether an authenticated user may use any envelope sender."""
+
+    ANY = "any"
+    # MAIL FROM must be the login name (or login@domain for a login without "@"):
+    # Exchange Online's "550 5.7.60 ... send as this sender".
+    ENFORCE = "enforce"
+
+
 class DnsFault(StrEnum):
     """How the lab DNS misbehaves for a name or zone."""
 
@@ -176,6 +194,27 @@ class Zone(StrictModel):
     fault: DnsFault | None = None
 
 
+# A zone such as "zen.spamhaus.example": at least two labels.
+DnsblZone = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\.?$", min_length=3, max_length=200)
+]
+
+
+class Inspection(StrictModel):
+    """The router's SMTP inspection ("fixup protocol smtp" on a Cisco PIX, "inspect esmtp"
+    on an ASA): a middlebox that rewrites the SMTP session passing through it."""
+
+    ports: list[Port] = Field(default=[25], min_length=1)
+    mangle_banner: bool = Field(
+        default=True, description="The 220 greeting's text is replaced by asterisks."
+    )
+    strip_starttls: bool = Field(
+        default=True,
+        description="STARTTLS is masked out of EHLO replies (250-XXXXXXXA) and a client's "
+        "STARTTLS command reaches the server as XXXXXXXX.",
+    )
+
+
 # --- nodes ---------------------------------------------------------------------------
 
 
@@ -196,6 +235,14 @@ class RouterNode(NodeBase):
     )
     default: PortPolicy = PortPolicy.ALLOW
     outage: bool = Field(default=False, description="Nothing gets through at all.")
+    inspection: Inspection | None = Field(
+        default=None, description="SMTP inspection of connections going outside."
+    )
+    listed_on: list[DnsblZone] = Field(
+        default=[],
+        description="DNSBL zones that list the router's outside address (the customer's "
+        "public IP): the lab DNS answers 127.0.0.2 for it there.",
+    )
 
     @model_validator(mode="after")
     def _two_networks(self) -> RouterNode:
@@ -228,6 +275,20 @@ class Listener(StrictModel):
     auth_requires_tls: bool = Field(
         default=True, description="AUTH is offered only once the session is encrypted."
     )
+    starttls_broken: bool = Field(
+        default=False,
+        description="STARTTLS is advertised but answered 454 4.7.0 (e.g. the server cannot "
+        "load its certificate).",
+    )
+    tls_versions: TlsVersions = TlsVersions.MODERN
+
+    @model_validator(mode="after")
+    def _tls_faults_need_tls(self) -> Listener:
+        if self.starttls_broken and self.tls is not ListenerTls.STARTTLS:
+            raise ValueError("'starttls_broken' needs a listener with tls: starttls")
+        if self.tls_versions is not TlsVersions.MODERN and self.tls is ListenerTls.NONE:
+            raise ValueError("'tls_versions' needs a listener with TLS (starttls or implicit)")
+        return self
 
 
 class Mailbox(StrictModel):
@@ -241,6 +302,15 @@ class Greylist(StrictModel):
 
     delay: Duration = 300.0
     recipients: list[str] = Field(default=[], description="Only these; empty means everyone.")
+
+
+class RateLimit(StrictModel):
+    """At most `connections` sessions per client address within `per` (world time, compressed
+    by `lab_time` like queue retries); the next one is greeted with 421 4.7.0 and closed."""
+
+    connections: int = Field(ge=1, description="Sessions served per client address and window.")
+    per: Duration = Field(default=60.0, gt=0)
+    ports: list[Port] = Field(default=[], description="Only these listeners; empty means all.")
 
 
 class MailServerNode(NodeBase):
@@ -263,6 +333,76 @@ class MailServerNode(NodeBase):
     down: bool = Field(
         default=False, description="Switched off: its address exists in DNS but answers nothing."
     )
+    listed_on: list[DnsblZone] = Field(
+        default=[],
+        description="DNSBL zones that list this server's address: the lab DNS answers "
+        "127.0.0.2 for it there.",
+    )
+    # --- faults of the greeting (all listeners) ---
+    banner_delay: Duration = Field(
+        default=0.0,
+        description="REAL seconds (not lab time) before the 220 greeting: it is measured "
+        "against the client's own timeout.",
+    )
+    tarpit: bool = Field(
+        default=False, description="Accept the TCP connection and never send a greeting."
+    )
+    no_service: bool = Field(
+        default=False, description="Greet with 554 5.7.1 No SMTP service here, then close."
+    )
+    rate_limit: RateLimit | None = None
+    esmtp: bool = Field(
+        default=True,
+        description="False: a HELO-only server; EHLO gets 502 5.5.1 and no extension exists.",
+    )
+    # --- checks of the client and the sender (Postfix restrictions, applied at RCPT to
+    # sessions that are neither authenticated nor from a network allowed to relay) ---
+    require_ptr: bool = Field(
+        default=False,
+        description="reject_unknown_client_hostname: the client's address needs a PTR whose "
+        "name resolves back to it (FCrDNS).",
+    )
+    ptr_reject_code: Literal[450, 550] = Field(
+        default=450,
+        description="Postfix's unknown_client_reject_code: 450 (defer, the default) or 550.",
+    )
+    dnsbl: list[DnsblZone] = Field(
+        default=[], description="reject_rbl_client: DNSBL zones asked about the client."
+    )
+    check_spf: bool = Field(
+        default=False, description="Reject (550 5.7.23) when the sender domain's SPF fails."
+    )
+    reject_unknown_sender_domain: bool = Field(
+        default=False, description="450 4.1.8 when the sender's domain has no A/MX records."
+    )
+    # --- faults later in the session ---
+    max_recipients: int | None = Field(
+        default=None, ge=1, description="smtpd_recipient_limit: 452 4.5.3 beyond this."
+    )
+    drop_during_data: bool = Field(
+        default=False,
+        description="Read the first part of the message, then close without a reply.",
+    )
+
+    @model_validator(mode="after")
+    def _greeting_faults(self) -> MailServerNode:
+        if self.tarpit and self.no_service:
+            raise ValueError("'tarpit' and 'no_service' exclude each other: pick one greeting")
+        if not self.esmtp:
+            for listener in self.listeners:
+                if listener.tls is ListenerTls.STARTTLS and (
+                    listener.require_tls or listener.starttls_broken
+                ):
+                    raise ValueError(
+                        f"listener {listener.port}: a HELO-only server (esmtp: false) cannot "
+                        "offer STARTTLS"
+                    )
+                if listener.auth is not AuthPolicy.OFF:
+                    raise ValueError(
+                        f"listener {listener.port}: a HELO-only server (esmtp: false) cannot "
+                        "offer AUTH (set auth: off)"
+                    )
+        return self
 
     @field_validator("listeners")
     @classmethod
@@ -319,6 +459,10 @@ class RelayNode(MailServerNode):
     )
     routing: Routing = Routing()
     queue: Queue = Queue()
+    send_as: SendAsPolicy = Field(
+        default=SendAsPolicy.ANY,
+        description="'enforce': an authenticated user may only send as himself (550 5.7.60).",
+    )
 
 
 class AuthSettings(StrictModel):

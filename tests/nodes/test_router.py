@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lab.nodes.config import RouterConfig
+from lab.nodes.config import InspectionConfig, RouterConfig
 from lab.nodes.router import (
     CHAIN,
     RouterSetupError,
@@ -38,6 +38,7 @@ def config(
     ports: dict[int, PortPolicy] | None = None,
     default: PortPolicy = PortPolicy.ALLOW,
     outage: bool = False,
+    inspection: InspectionConfig | None = None,
 ) -> RouterConfig:
     return RouterConfig(
         name="isp",
@@ -47,7 +48,13 @@ def config(
         ports=ports or {},
         default=default,
         outage=outage,
+        inspection=inspection,
     )
+
+
+def redirect(port: int) -> list[str]:
+    return ["-t", "nat", "-A", "PREROUTING", "-i", "eth0", "-p", "tcp", "-m", "tcp",
+            "--dport", str(port), "-j", "REDIRECT", "--to-ports", "10025"]  # fmt: skip
 
 
 RULES = [
@@ -78,6 +85,22 @@ RULES = [
         config({25: PortPolicy.ALLOW}, outage=True),
         [*BASE, [*CHAIN_RULE, "-j", "DROP"], NAT],
         id="outage",
+    ),
+    pytest.param(
+        config(inspection=InspectionConfig(ports=[2525, 25])),
+        [*BASE, ACCEPT_REST, redirect(25), redirect(2525), NAT],
+        id="inspection",
+    ),
+    pytest.param(
+        # The policy wins: a dropped port is not handed to the inspector.
+        config({25: PortPolicy.DROP}, inspection=InspectionConfig(ports=[25, 587])),
+        [*BASE, DROP_25, ACCEPT_REST, redirect(587), NAT],
+        id="inspection-of-a-dropped-port",
+    ),
+    pytest.param(
+        config(outage=True, inspection=InspectionConfig()),
+        [*BASE, [*CHAIN_RULE, "-j", "DROP"], NAT],
+        id="inspection-during-an-outage",
     ),
 ]
 

@@ -26,11 +26,12 @@ from lab.nodes.resolver import DnsTemporaryFailure, NameNotFound
 from lab.nodes.router import interface_in, parse_interfaces, router_rules
 from lab.runtime import labels
 from lab.runtime.docker import DockerBackend, DockerLab, node_command, reap
+from lab.runtime.readiness import WaitStrategy, role_checks
 from lab.runtime.subnets import NEVER, host_taken_networks
 from lab.scenario.loader import load_scenario
 from lab.scenario.model import PortPolicy, RouterNode, Scenario
-from lab.topology import NodePlan
-from tests.runtime.conftest import host_routes, labelled_leftovers
+from lab.topology import NodePlan, Topology
+from tests.runtime.conftest import host_routes, labelled_leftovers, own_routes
 
 pytestmark = pytest.mark.docker
 
@@ -77,6 +78,17 @@ def placeholder(node: NodePlan, config_path: str) -> list[str]:
     return node_command(node, config_path) if node.kind in ("router", "dns") else list(SLEEP)
 
 
+def placeholder_checks(node: NodePlan, topology: Topology) -> list[WaitStrategy]:
+    """Readiness of what `placeholder` runs: the router's and the DNS server's own checks."""
+    return role_checks(node, topology) if node.kind in ("router", "dns") else []
+
+
+def backend_for(client: Any, image: str, **options: Any) -> DockerBackend:
+    options.setdefault("command", placeholder)
+    options.setdefault("readiness", placeholder_checks)
+    return DockerBackend(client, image=image, **options)
+
+
 def with_port_policies(scenario: Scenario) -> Scenario:
     """The scenario with its ISP dropping one port and rejecting another."""
     isp = scenario.nodes["isp"]
@@ -90,14 +102,14 @@ def run(lab: DockerLab, node: str, *command: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def routes_before() -> str:
-    return host_routes()
+def routes_before(docker_client: Any) -> list[str]:
+    return own_routes(docker_client)
 
 
 @pytest.fixture(scope="module")
-def lab(docker_client: Any, node_image: str, routes_before: str) -> Iterator[DockerLab]:
+def lab(docker_client: Any, node_image: str, routes_before: list[str]) -> Iterator[DockerLab]:
     taken_before = host_taken_networks(docker_client)
-    backend = DockerBackend(docker_client, image=node_image, command=placeholder)
+    backend = backend_for(docker_client, node_image)
     topology = backend.plan(with_port_policies(load_scenario(SCENARIO)))
     for network in topology.networks.values():
         assert not any(network.subnet.overlaps(other) for other in taken_before), network
@@ -123,7 +135,7 @@ def lab(docker_client: Any, node_image: str, routes_before: str) -> Iterator[Doc
         running.down_sync()
         assert labelled_leftovers(docker_client, running.id) == []
         assert not running.host_dir.exists()
-        assert host_routes() == routes_before
+        assert own_routes(docker_client) == routes_before
 
 
 class TestLayout:
@@ -331,34 +343,34 @@ class TestCleanup:
     """Nothing outlives a lab: not after down, not after a failed up, not after a crash."""
 
     def test_down_removes_everything(self, docker_client: Any, node_image: str) -> None:
-        before = host_routes()
-        backend = DockerBackend(docker_client, image=node_image, command=placeholder)
+        before = own_routes(docker_client)
+        backend = backend_for(docker_client, node_image)
         with backend.up_sync(backend.plan(load_scenario(SCENARIO))) as lab:
             assert len(labelled_leftovers(docker_client, lab.id)) == 7  # 5 nodes, 2 networks
             assert lab.host_dir.is_dir()
         assert labelled_leftovers(docker_client, lab.id) == []
         assert not lab.host_dir.exists()
-        assert host_routes() == before
+        assert own_routes(docker_client) == before
         lab.down_sync()  # idempotent
 
     def test_failed_up_removes_what_it_created(self, docker_client: Any, node_image: str) -> None:
         def broken_router(node: NodePlan, config_path: str) -> list[str]:
             return ["false"] if node.kind == "router" else list(SLEEP)
 
-        before = host_routes()
+        before = own_routes(docker_client)
         existing = labelled_leftovers(docker_client)  # e.g. the module's lab
-        backend = DockerBackend(docker_client, image=node_image, command=broken_router)
-        with pytest.raises(LabStartError, match="router isp exited"):
+        backend = backend_for(docker_client, node_image, command=broken_router)
+        with pytest.raises(LabStartError, match="node isp exited with 1"):
             backend.up_sync(backend.plan(load_scenario(SCENARIO)))
         assert labelled_leftovers(docker_client) == existing
-        assert host_routes() == before
+        assert own_routes(docker_client) == before
 
     def test_subnet_taken_meanwhile_is_planned_again(
         self, docker_client: Any, node_image: str
     ) -> None:
         from docker.types import IPAMConfig, IPAMPool
 
-        backend = DockerBackend(docker_client, image=node_image, command=placeholder)
+        backend = backend_for(docker_client, node_image)
         stale = backend.plan(load_scenario(SCENARIO))
         office = stale.networks["office"].subnet
         # Another run creates a network on the planned subnet before this one does.

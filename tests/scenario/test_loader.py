@@ -97,13 +97,15 @@ class TestProblems:
         text = happy_with("    inside: office", "    inside: ofice")
         line = line_of(text, "ofice")
         assert problems_of(text) == [
-            f"case.yaml:{line}: nodes.isp.inside: no network named 'ofice'; networks: internet, office"
+            f"case.yaml:{line}: nodes.isp.inside: no network named 'ofice'; "
+            "networks: internet, office"
         ]
 
     def test_dangling_node_in_dns_record(self) -> None:
         text = happy_with(
             '          - {type: MX, value: "10 mx.example.net."}',
-            '          - {type: MX, value: "10 mx.example.net."}\n          - {name: www, type: A, node: web}',
+            '          - {type: MX, value: "10 mx.example.net."}\n'
+            "          - {name: www, type: A, node: web}",
         )
         line = line_of(text, "node: web")
         assert problems_of(text) == [

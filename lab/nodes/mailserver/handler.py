@@ -2,8 +2,10 @@
 
 The engine (aiosmtpd's `SMTP`, extended in `server.py`) owns the protocol;
 everything a scenario can configure is decided here: who is a local
-recipient, unknown users, mailbox states, greylisting, relaying, and where an
-accepted message goes (the mailbox store, or the relay's outbound queue).
+recipient, unknown users, mailbox states, greylisting, relaying, the
+connection rate limit, send-as, the recipient limit, the DNS checks of the
+client and the sender (`checks.py`), and where an accepted message goes (the
+mailbox store, or the relay's outbound queue).
 
 `RecipientPolicy` makes the RCPT decision without I/O, so it is tested as a
 table; `MailHandler` wires it to the engine, the store, the queue and the
@@ -17,6 +19,8 @@ import email.utils
 import ipaddress
 import re
 import secrets
+import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,24 +29,29 @@ from typing import Any, Protocol
 from aiosmtpd.proxy_protocol import ProxyData
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
-from lab.nodes.config import GreylistConfig, ListenerConfig, MailServerConfig
+from lab.nodes.config import GreylistConfig, ListenerConfig, MailServerConfig, RateLimitConfig
 from lab.nodes.events import EventLog
 from lab.nodes.mailserver.auth import client_address
+from lab.nodes.mailserver.checks import ClientChecks, Refusal
 from lab.nodes.mailserver.store import MailStore
 from lab.replies import (
     S250_QUEUED,
     S250_RECIPIENT_OK,
     S250_SENDER_OK,
+    S421_TOO_MANY,
     S451_GREYLISTED,
     S451_LOCAL_ERROR,
     S452_MAILBOX_FULL,
+    S452_TOO_MANY_RECIPIENTS,
     S550_MAILBOX_DISABLED,
+    S550_SEND_AS_DENIED,
     S550_USER_UNKNOWN,
     S552_OVER_QUOTA,
+    S554_NO_SERVICE,
     S554_RELAY_DENIED,
     Reply,
 )
-from lab.scenario.model import AuthPolicy, MailboxState
+from lab.scenario.model import AuthPolicy, MailboxState, SendAsPolicy
 
 NULL_SENDER = ""
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
@@ -87,6 +96,12 @@ class Decision(StrEnum):
     DISABLED = "disabled"
     GREYLISTED = "greylisted"
     RELAY_DENIED = "relay-denied"
+    TOO_MANY_RECIPIENTS = "too-many-recipients"
+    # the DNS checks (`checks.Check` has the same values)
+    UNKNOWN_CLIENT = "unknown-client"
+    DNSBL_LISTED = "dnsbl-listed"
+    SENDER_DOMAIN_UNKNOWN = "sender-domain-unknown"
+    SPF_FAIL = "spf-fail"
 
     @property
     def accepted(self) -> bool:
@@ -133,6 +148,34 @@ class Greylist:
             self._first_seen[key] = now
             return False
         return now - first >= self.config.delay
+
+
+@dataclass
+class RateLimiter:
+    """At most `connections` sessions per client address within a sliding window of `per`
+    seconds; refused attempts do not count, so a client that waits a window gets in again.
+
+    One per server, shared by its listeners (those the limit names).
+    """
+
+    config: RateLimitConfig
+    clock: Callable[[], float]
+    _served: dict[str, deque[float]] = field(default_factory=dict)
+
+    def applies_to(self, port: int) -> bool:
+        """Whether sessions on lab port `port` are limited."""
+        return not self.config.ports or port in self.config.ports
+
+    def admit(self, client: str) -> bool:
+        """Count a new session from `client`; False when it is one too many."""
+        now = self.clock()
+        served = self._served.setdefault(client, deque())
+        while served and now - served[0] >= self.config.per:
+            served.popleft()
+        if len(served) >= self.config.connections:
+            return False
+        served.append(now)
+        return True
 
 
 class RecipientPolicy:
@@ -182,6 +225,17 @@ class RecipientPolicy:
             return Decision.RELAY, S250_RECIPIENT_OK(address=address)
         return Decision.RELAY_DENIED, S554_RELAY_DENIED(address=address)
 
+    def trusted(self, client: str, *, authenticated: bool) -> bool:
+        """Authenticated, or from a network allowed to relay: Postfix's permit_sasl_authenticated
+        and permit_mynetworks, which come before the DNS checks of the client."""
+        if authenticated:
+            return True
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
     def may_relay(self, client: str, *, authenticated: bool) -> bool:
         """Relays only: an authenticated session (if allowed) or a permitted network."""
         if not self.can_relay:
@@ -207,6 +261,8 @@ class MailContext:
     events: EventLog
     policy: RecipientPolicy
     queue: RelayQueue | None = None
+    checks: ClientChecks | None = None
+    limiter: RateLimiter | None = None
 
 
 class MailHandler:
@@ -217,6 +273,11 @@ class MailHandler:
         self.listener = listener
         self.config = context.config
         self.events = context.events
+        # The DNS checks' verdict per transaction: an envelope lives from MAIL to the end
+        # of DATA (or RSET), and its client and sender do not change in between.
+        self._verdicts: weakref.WeakKeyDictionary[Envelope, Refusal | None] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -241,6 +302,42 @@ class MailHandler:
             port=self.listener.port,
             tls=_encrypted(server),
         )
+
+    def spared(self, session: Session) -> bool:
+        """Whether the greeting faults spare this client: the server itself (its health
+        checks, in a container or in the local backend) and loopback."""
+        client = client_address(session)
+        if client in self.config.fault_exempt:
+            return True
+        try:
+            return ipaddress.ip_address(client).is_loopback
+        except ValueError:
+            return False
+
+    def greeting_refusal(self, session: Session) -> str | None:
+        """The reply that refuses a new session instead of the 220 greeting, or None.
+
+        Called by `LabSMTP` right before the greeting, when the client's address
+        (the PROXY header's, in the local backend) is known. The engine sends
+        the reply and closes the connection.
+        """
+        config = self.config
+        client = client_address(session)
+        limiter = self.context.limiter
+        if self.spared(session):
+            return None
+        if config.no_service:
+            decision, reply = "no-service", S554_NO_SERVICE(hostname=config.hostname)
+        elif (
+            limiter is not None
+            and limiter.applies_to(self.listener.port)
+            and not limiter.admit(client)
+        ):
+            decision, reply = "rate-limited", S421_TOO_MANY(hostname=config.hostname)
+        else:
+            return None
+        self._command_event("connect", reply, session, decision=decision)
+        return reply
 
     async def handle_EHLO(
         self,
@@ -274,12 +371,34 @@ class MailHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        """Take the sender (SIZE was already checked by the engine against the limit)."""
+        """Take the sender (SIZE was already checked by the engine against the limit).
+
+        With `send_as: enforce`, an authenticated user may only send as himself.
+        """
+        sender = _sender(address)
+        if not self._may_send_as(session, sender):
+            reply = S550_SEND_AS_DENIED()
+            user = session.auth_data
+            self._command_event(
+                "mail", reply, session, sender=sender, decision="send-as-denied", user=user
+            )
+            return reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        reply = S250_SENDER_OK(address=_sender(address))
-        self._command_event("mail", reply, session, sender=_sender(address))
+        reply = S250_SENDER_OK(address=sender)
+        self._command_event("mail", reply, session, sender=sender)
         return reply
+
+    def _may_send_as(self, session: Session, sender: str) -> bool:
+        """The login itself when it is an address, else login@domain for a hosted domain."""
+        if self.config.send_as is not SendAsPolicy.ENFORCE or not session.authenticated:
+            return True
+        login = str(session.auth_data or "").lower()
+        if "@" in login:
+            allowed = {login}
+        else:
+            allowed = {f"{login}@{domain}" for domain in self.context.policy.domains}
+        return sender.lower() in allowed
 
     async def handle_RCPT(
         self,
@@ -291,20 +410,54 @@ class MailHandler:
     ) -> str:
         """Decide one recipient; an accepted one is added to the envelope here.
 
+        Order, as in a Postfix configuration: the recipient limit, relay access,
+        the DNS checks of client and sender (`checks.py`, skipped for trusted
+        sessions), then the recipient itself (`RecipientPolicy.decide`).
+
         aiosmtpd's contract: a handler that defines `handle_RCPT` must append
         to `envelope.rcpt_tos` itself.
         """
-        decision, reply = self.context.policy.decide(
-            address,
-            sender=_sender(envelope.mail_from),
-            client=client_address(session),
-            authenticated=bool(session.authenticated),
-        )
+        policy = self.context.policy
+        sender = _sender(envelope.mail_from)
+        client = client_address(session)
+        authenticated = bool(session.authenticated)
+        fields: dict[str, Any] = {}
+        limit = self.config.max_recipients
+        refusal: Refusal | None = None
+        if limit is not None and len(envelope.rcpt_tos) >= limit:
+            decision, reply = Decision.TOO_MANY_RECIPIENTS, S452_TOO_MANY_RECIPIENTS()
+        elif refusal := await self._checks(envelope, address, sender, client, authenticated):
+            decision, reply = Decision(refusal.check.value), refusal.reply
+            fields["detail"] = refusal.detail
+        else:
+            decision, reply = policy.decide(
+                address, sender=sender, client=client, authenticated=authenticated
+            )
         if decision.accepted:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
-        self._command_event("rcpt", reply, session, address=address, decision=str(decision))
+        self._command_event(
+            "rcpt", reply, session, address=address, decision=str(decision), **fields
+        )
         return reply
+
+    async def _checks(
+        self, envelope: Envelope, address: str, sender: str, client: str, authenticated: bool
+    ) -> Refusal | None:
+        """The DNS checks' refusal for this transaction, asked once and remembered."""
+        checks = self.context.checks
+        policy = self.context.policy
+        if checks is None or not checks.enabled:
+            return None
+        if policy.trusted(client, authenticated=authenticated):
+            return None
+        if not policy.is_local(address) and not policy.may_relay(
+            client, authenticated=authenticated
+        ):
+            return None  # relay access is refused first (reject_unauth_destination)
+        if envelope not in self._verdicts:
+            self._verdicts[envelope] = await checks.check(client, sender)
+        return self._verdicts[envelope]
 
     # --- message ------------------------------------------------------------------------------
 
@@ -396,6 +549,20 @@ class MailHandler:
         else:
             self.events.emit("error", error=type(error).__name__, detail=str(error))
         return S451_LOCAL_ERROR()
+
+    def fault_event(self, session: Session, fault: str, **fields: Any) -> None:
+        """Record a protocol-level fault the engine played (tarpit, slow banner, dropped DATA)."""
+        self.events.emit(
+            "fault",
+            fault=fault,
+            client=client_address(session),
+            port=self.listener.port,
+            **fields,
+        )
+
+    def tls_refused(self, reason: str) -> None:
+        """A TLS 1.0/1.1-only listener turned a client's handshake down (`legacy_tls`)."""
+        self.events.emit("tls-failed", port=self.listener.port, error=reason, legacy=True)
 
     def engine_reply(self, session: Session | None, verb: str | None, reply: str) -> None:
         """Record a policy refusal the engine made itself (STARTTLS first, AUTH required…)."""

@@ -10,7 +10,12 @@ connections). `LabSMTP` extends the engine only where the protocol needs it:
 - a PROXY v1 header (the local backend's emulated client address) survives
   STARTTLS, and on an implicit-TLS listener it is read before the handshake,
   where a TLS-terminating proxy puts it;
-- CRAM-MD5 (from `auth.AuthSMTP`).
+- CRAM-MD5 (from `auth.AuthSMTP`);
+- the protocol-level faults a scenario can switch on (`SessionFaults`): a slow
+  greeting, a tarpit that never greets, a greeting refused by policy (the
+  handler's `greeting_refusal`: rate limit, "no SMTP service"), a HELO-only
+  server, STARTTLS advertised but broken, a TLS 1.0/1.1-only listener
+  (`legacy_tls.py`), and a connection dropped in the middle of DATA.
 
 Policy lives in `handler.py`; messages go to `store.MailStore` or, on a relay,
 to the outbound queue (`queue.OutboundQueue`, written separately).
@@ -25,20 +30,33 @@ import logging
 import socket
 import ssl
 import warnings
+from asyncio import sslproto
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, AnyStr, Protocol, cast
 
 from aiosmtpd.proxy_protocol import ProxyData, get_proxy
-from aiosmtpd.smtp import DATA_SIZE_DEFAULT, Session, syntax
+from aiosmtpd.smtp import DATA_SIZE_DEFAULT, Session, TLSSetupException, syntax
 
 from lab.net import Connector, DirectConnector
 from lab.nodes.config import ListenerConfig, MailServerConfig
 from lab.nodes.events import EventLog
+from lab.nodes.mailserver import legacy_tls
 from lab.nodes.mailserver.auth import KNOWN_MECHANISMS, AuthSMTP, UserTable
-from lab.nodes.mailserver.handler import MailContext, MailHandler, RecipientPolicy, RelayQueue
+from lab.nodes.mailserver.checks import ClientChecks
+from lab.nodes.mailserver.handler import (
+    MailContext,
+    MailHandler,
+    RateLimiter,
+    RecipientPolicy,
+    RelayQueue,
+)
 from lab.nodes.mailserver.store import MailStore
-from lab.nodes.tls import server_context
+from lab.nodes.resolver import make_resolver
 from lab.replies import (
     S454_TLS_UNAVAILABLE,
+    S502_EHLO_NOT_IMPLEMENTED,
+    S502_NOT_RECOGNIZED,
     S503_AUTH_DISABLED,
     S504_MECHANISM,
     S530_AUTH_REQUIRED,
@@ -46,7 +64,7 @@ from lab.replies import (
     S538_ENCRYPTION_REQUIRED,
     S552_TOO_BIG,
 )
-from lab.scenario.model import AuthPolicy, ListenerTls
+from lab.scenario.model import AuthPolicy, ListenerTls, TlsVersions
 
 MAILBOXES_DIR = "mailboxes"
 BACKLOG = 1024
@@ -54,6 +72,9 @@ IDENT = "ESMTP smtp-lab"
 PROXY_TIMEOUT = 10.0  # the local backend sends the header at once; this only bounds junk
 HANDSHAKE_TIMEOUT = 10.0
 PROXY_V1_MAX = 107  # the longest valid v1 header, CRLF included
+# How much of a message a server with `drop_during_data` reads before it hangs up: the
+# first segment or so, as when a path drops the larger packets that follow.
+DROP_AFTER = 1024
 
 # aiosmtpd logs every connection, and warns about deprecated attributes it uses itself.
 # With no handler configured Python would print its warnings on stderr, in the middle
@@ -93,6 +114,30 @@ class QueueFactory(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SessionFaults:
+    """Protocol-level faults of one listener's sessions (all off: a well-behaved server)."""
+
+    banner_delay: float = 0.0  # real seconds before the greeting
+    tarpit: bool = False  # never greet
+    esmtp: bool = True  # False: EHLO is refused, HELO works
+    starttls_broken: bool = False  # STARTTLS advertised, answered 454
+    legacy_tls: bool = False  # TLS 1.0/1.1 only: see `legacy_tls`
+    drop_during_data: bool = False  # hang up after the first part of the message
+
+    @classmethod
+    def of(cls, config: MailServerConfig, listener: ListenerConfig) -> SessionFaults:
+        """The faults the server and listener configuration switch on."""
+        return cls(
+            banner_delay=config.banner_delay,
+            tarpit=config.tarpit,
+            esmtp=config.esmtp,
+            starttls_broken=listener.starttls_broken,
+            legacy_tls=listener.tls_versions is TlsVersions.LEGACY,
+            drop_during_data=config.drop_during_data,
+        )
+
+
 class LabSMTP(AuthSMTP):
     """One SMTP connection: aiosmtpd's engine plus the lab's protocol-level additions.
 
@@ -100,6 +145,7 @@ class LabSMTP(AuthSMTP):
         handler: the listener's policy hooks.
         connections: the server's live connections; `stop` aborts them.
         early_proxy: a PROXY header already read by the listener (implicit TLS).
+        faults: protocol-level faults to reproduce.
         **kwargs: aiosmtpd `SMTP` options.
     """
 
@@ -110,6 +156,7 @@ class LabSMTP(AuthSMTP):
         connections: set[LabSMTP],
         auth_enabled: bool = True,
         early_proxy: ProxyData | None = None,
+        faults: SessionFaults = SessionFaults(),
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
@@ -118,6 +165,8 @@ class LabSMTP(AuthSMTP):
         self._connections = connections
         self._early_proxy = early_proxy
         self._checked_verb: str | None = None
+        self._faults = faults
+        self._greeted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Track the connection (called again after STARTTLS, with the TLS transport)."""
@@ -172,13 +221,132 @@ class LabSMTP(AuthSMTP):
         return needed
 
     async def push(self, status: AnyStr) -> None:
-        """Send a reply line; engine wordings are replaced by the lab's (`_ENGINE_REPLIES`)."""
+        """Send a reply line; engine wordings are replaced by the lab's (`_ENGINE_REPLIES`).
+
+        The first line of a session is the engine's 220 greeting: the greeting
+        faults apply to it (`_greet`).
+        """
+        if not self._greeted:
+            self._greeted = True
+            if isinstance(status, str) and status.startswith("220 ") and not await self._greet():
+                return
         if isinstance(status, str) and status in _ENGINE_REPLIES:
             verb, reply = _ENGINE_REPLIES[status]
             self.lab_handler.engine_reply(self.session, verb or self._checked_verb, reply)
             await super().push(reply)
             return
         await super().push(status)
+
+    async def _greet(self) -> bool:
+        """Before the greeting: tarpit, policy refusal, delay. False: the session is over.
+
+        The engine pushes its greeting once the PROXY header (if any) has been
+        read, so the client's address is known here.
+        """
+        assert self.session is not None
+        faults = self._faults
+        if self.lab_handler.spared(self.session):
+            return True
+        if faults.tarpit:
+            self.lab_handler.fault_event(self.session, "tarpit")
+            # Until the client gives up: its EOF or reset cancels this coroutine, and so
+            # does the engine's idle timeout, which closes the connection.
+            await asyncio.Event().wait()
+        refusal = self.lab_handler.greeting_refusal(self.session)
+        if refusal is not None:
+            await super().push(refusal)
+            assert self.transport is not None
+            self.transport.close()
+            return False
+        if faults.banner_delay > 0:
+            self.lab_handler.fault_event(self.session, "banner-delay", seconds=faults.banner_delay)
+            await asyncio.sleep(faults.banner_delay)
+        return True
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        """EHLO, or on a HELO-only server 502 (the client is expected to fall back to HELO)."""
+        if self._faults.esmtp:
+            await super().smtp_EHLO(hostname)
+            return
+        reply = S502_EHLO_NOT_IMPLEMENTED()
+        self.lab_handler.engine_reply(self.session, "ehlo", reply)
+        await self.push(reply)
+
+    @syntax("STARTTLS")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """STARTTLS, with the listener's faults: unknown (HELO-only), broken, legacy versions."""
+        faults = self._faults
+        if not faults.esmtp:
+            reply = S502_NOT_RECOGNIZED()
+        elif not arg and self.tls_context is not None and faults.starttls_broken:
+            reply = S454_TLS_UNAVAILABLE()
+        elif not arg and self.tls_context is not None and faults.legacy_tls:
+            await self._legacy_starttls()
+            return
+        else:
+            await super().smtp_STARTTLS(arg)
+            return
+        self.lab_handler.engine_reply(self.session, "starttls", reply)
+        await self.push(reply)
+
+    async def _legacy_starttls(self) -> None:
+        """STARTTLS on a TLS 1.0/1.1 listener: refuse a modern ClientHello with the alert
+        OpenSSL produces (see `legacy_tls`), else upgrade as the engine does."""
+        assert self.tls_context is not None
+        assert self.transport is not None
+        await self.push("220 Ready to start TLS")
+        try:
+            hello = await asyncio.wait_for(legacy_tls.read_record(self._reader), HANDSHAKE_TIMEOUT)
+        except (asyncio.IncompleteReadError, TimeoutError, OSError):
+            self.transport.close()
+            return
+        refusal = legacy_tls.handshake_refusal(self.tls_context, hello)
+        if refusal is not None:
+            alert, reason = refusal
+            self.lab_handler.tls_refused(reason)
+            cast("asyncio.Transport", self.transport).write(alert)
+            self.transport.close()
+            return
+        # aiosmtpd's `smtp_STARTTLS` from here on, with the bytes already read handed over.
+        waiter = self.loop.create_future()
+        self._tls_protocol = sslproto.SSLProtocol(
+            self.loop, self, self.tls_context, waiter, server_side=True
+        )
+        self._original_transport = self.transport
+        self._original_transport.set_protocol(self._tls_protocol)
+        self.transport = self._tls_protocol._app_transport
+        self._tls_protocol.connection_made(self._original_transport)
+        legacy_tls.feed(self._tls_protocol, hello)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise TLSSetupException() from error
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA; with `drop_during_data` the first part is read, then the line goes dead."""
+        if not self._faults.drop_during_data:
+            await super().smtp_DATA(arg)
+            return
+        # The engine's own checks first: the fault is in the middle of a valid DATA.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        assert self.session is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        received = await self._reader.read(DROP_AFTER)
+        self.lab_handler.fault_event(self.session, "dropped-during-data", received=len(received))
+        assert self.transport is not None
+        self.transport.close()
 
     def abort(self) -> None:
         """Drop the connection now (server stop): no TLS goodbye, no waiting for the peer."""
@@ -207,6 +375,7 @@ class _Listener:
         self.listener = listener
         self.handler = MailHandler(context, listener)
         self.connections = connections
+        self.faults = SessionFaults.of(config, listener)
         self.implicit = listener.tls is ListenerTls.IMPLICIT
         if self.implicit and tls is None:
             raise ValueError(
@@ -229,7 +398,10 @@ class _Listener:
             # Without a configured SIZE the engine still caps DATA so that junk cannot
             # exhaust memory; the handler then leaves SIZE out of EHLO.
             "data_size_limit": config.max_size or DATA_SIZE_DEFAULT,
-            "tls_context": tls if listener.tls is ListenerTls.STARTTLS else None,
+            # A HELO-only server has no STARTTLS to offer.
+            "tls_context": (
+                tls if listener.tls is ListenerTls.STARTTLS and self.faults.esmtp else None
+            ),
             "require_starttls": listener.require_tls and listener.tls is ListenerTls.STARTTLS,
             "auth_required": auth_required,
             "auth_require_tls": auth_require_tls,
@@ -241,6 +413,8 @@ class _Listener:
             ),
         }
         self.proxy_before_tls = config.proxy_protocol and self.implicit
+        # Implicit TLS limited to old versions needs its own acceptor too (`legacy_tls`).
+        self.own_acceptor = self.implicit and (self.proxy_before_tls or self.faults.legacy_tls)
         self._server: asyncio.Server | None = None
         self._gate: _ProxyThenTls | None = None
 
@@ -252,6 +426,7 @@ class _Listener:
                 self.handler,
                 connections=self.connections,
                 early_proxy=early_proxy,
+                faults=self.faults,
                 loop=loop,
                 **self.options,
             )
@@ -261,6 +436,7 @@ class _Listener:
                 self.handler,
                 connections=self.connections,
                 early_proxy=early_proxy,
+                faults=self.faults,
                 loop=loop,
                 **self.options,
             )
@@ -268,9 +444,16 @@ class _Listener:
     async def open(self, host: str) -> int:
         """Listen; returns the bound port."""
         loop = asyncio.get_running_loop()
-        if self.proxy_before_tls:
+        if self.own_acceptor:
             assert self.tls is not None
-            self._gate = _ProxyThenTls(host, self.listener.bind_port, self.protocol, self.tls)
+            self._gate = _ProxyThenTls(
+                host,
+                self.listener.bind_port,
+                self.protocol,
+                self.tls,
+                proxy=self.proxy_before_tls,
+                refused=self.handler.tls_refused if self.faults.legacy_tls else None,
+            )
             return self._gate.port
         self._server = await loop.create_server(
             self.protocol,
@@ -302,6 +485,10 @@ class _ProxyThenTls:
     bytes, and aiosmtpd reads the header from inside the TLS session; so this
     listener accepts itself, reads exactly the header, and only then hands
     the socket to asyncio's TLS transport. Only PROXY v1 (text) is read here.
+
+    With `refused` set (a TLS 1.0/1.1 listener, `legacy_tls`), the ClientHello
+    is first looked at, unread, and a modern one answered with OpenSSL's alert;
+    `refused(reason)` is told.
     """
 
     def __init__(
@@ -310,6 +497,9 @@ class _ProxyThenTls:
         port: int,
         protocol: Any,
         tls: ssl.SSLContext,
+        *,
+        proxy: bool = True,
+        refused: Callable[[str], None] | None = None,
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
@@ -317,6 +507,8 @@ class _ProxyThenTls:
         self.port: int = self._sock.getsockname()[1]
         self._protocol = protocol
         self._tls = tls
+        self._proxy = proxy
+        self._refused = refused
         self._pending: set[asyncio.Task[None]] = set()
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
 
@@ -336,17 +528,27 @@ class _ProxyThenTls:
 
     async def _connection(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        proxy: ProxyData | None = None
         try:
-            header = await asyncio.wait_for(_read_proxy_line(loop, conn), PROXY_TIMEOUT)
+            if self._proxy:
+                header = await asyncio.wait_for(_read_proxy_line(loop, conn), PROXY_TIMEOUT)
+                proxy = await _parse_proxy(header)
+                if not proxy:
+                    conn.close()
+                    return
+            if self._refused is not None:
+                hello = await asyncio.wait_for(legacy_tls.peek_record(conn), HANDSHAKE_TIMEOUT)
+                refusal = legacy_tls.handshake_refusal(self._tls, hello)
+                if refusal is not None:
+                    alert, reason = refusal
+                    self._refused(reason)
+                    await legacy_tls.refuse_raw(conn, hello, alert)
+                    return
         except asyncio.CancelledError:
             conn.close()
             raise
         except (OSError, TimeoutError):
             # Nobody awaits this task: errors end here, with the connection.
-            conn.close()
-            return
-        proxy = await _parse_proxy(header)
-        if not proxy:
             conn.close()
             return
         # From here on the transport owns the socket and closes it on failure.
@@ -411,9 +613,13 @@ class RunningMailServer:
         if self.context.queue is not None:
             await self.context.queue.start()
             self._queue_started = True
-        tls = server_context(config.tls) if config.tls else None
         authenticator = UserTable(config.users, self.events)
         for listener_config in config.listeners:
+            tls = (
+                legacy_tls.listener_context(config.tls, listener_config.tls_versions)
+                if config.tls
+                else None
+            )
             listener = _Listener(
                 self.context, listener_config, tls, authenticator, self._connections
             )
@@ -492,7 +698,12 @@ async def start(
         events.close()
         raise
     policy = RecipientPolicy(config, can_relay=queue is not None, clock=loop.time)
-    server = RunningMailServer(MailContext(config, store, events, policy, queue))
+    checks = None
+    if config.checks.enabled and config.resolver is not None:
+        checks = ClientChecks(config.checks, make_resolver(config.resolver))
+    limiter = RateLimiter(config.rate_limit, loop.time) if config.rate_limit else None
+    context = MailContext(config, store, events, policy, queue, checks=checks, limiter=limiter)
+    server = RunningMailServer(context)
     try:
         await server._start()
     except BaseException:

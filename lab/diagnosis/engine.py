@@ -1,0 +1,253 @@
+"""The diagnosis engine: walk the path, name the fault, prove the fix.
+
+`diagnose(target, settings)` is an async iterator: each `Step` is yielded the
+moment it is known (the TUI shows them live), then, when the catalog names a
+remedy that changes the settings and `verify_fix` is on, one `Probe.FIX` step
+for the re-send with the remedy applied, and finally exactly one `Diagnosis`.
+
+The loop itself is small on purpose: the planner decides, the runner does the
+I/O, the catalog matches the facts. Nothing here knows a scenario.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from lab.diagnosis.catalog import Entry, load_catalog, match, render, render_settings
+from lab.diagnosis.events import Diagnosis, Probe, Remedy, Status, Step, describe_settings
+from lab.diagnosis.planner import ALTERNATIVE_PORTS, Planner, suggest_addresses
+from lab.diagnosis.probes import ProbeRunner
+from lab.diagnosis.target import DiagnosisTarget
+from lab.scenario.model import MailSettings, MailSettingsPatch, Outcome
+
+_SEVERITY = {"fail": Status.FAIL, "warn": Status.WARN, "info": Status.INFO, "ok": Status.OK}
+_SESSION = {
+    Probe.BANNER,
+    Probe.EHLO,
+    Probe.STARTTLS,
+    Probe.AUTH,
+    Probe.MAIL,
+    Probe.RCPT,
+    Probe.DATA,
+}
+
+
+async def diagnose(
+    target: DiagnosisTarget,
+    settings: MailSettings,
+    *,
+    verify_fix: bool = True,
+    alternatives: Sequence[int] = ALTERNATIVE_PORTS,
+) -> AsyncGenerator[Step | Diagnosis, None]:
+    """Diagnose sending with `settings` through `target`, step by step.
+
+    Args:
+        target: the world to diagnose (`LabTarget` or `ServerTarget`).
+        settings: the mail program's settings as the customer has them.
+        verify_fix: re-send with the remedy applied and report whether it delivers.
+        alternatives: ports probed next to the configured one.
+
+    Yields:
+        Each `Step` as soon as it is known, then one `Diagnosis` (always last).
+    """
+    started = time.monotonic()
+    planner = Planner(
+        settings, helo=target.helo, alternatives=alternatives, can_follow=target.can_follow
+    )
+    runner = ProbeRunner(target, settings)
+    steps: list[Step] = []
+    try:
+        while (request := planner.next_request()) is not None:
+            result = await runner.run(request)
+            for step in planner.record(result):
+                located = _locate(step, target, planner.facts)
+                steps.append(located)
+                yield located
+    finally:
+        await runner.close()
+    facts = planner.facts
+    found = match(facts)
+    # "unclassified" and "healthy" between them match every walk; this only guards the file.
+    entry = found[0] if found else load_catalog().get("unclassified")
+    context = _context(facts, target, settings)
+    remedy_settings = _remedy_settings(entry, context, settings)
+    problem = planner.problem
+    failed_probe = Probe(problem["probe"]) if problem else None
+    severity = Status.FAIL if problem else _SEVERITY[entry.severity]
+    if problem is None and severity is Status.FAIL:
+        # Handed over without complaint, yet the evidence says it cannot arrive (a recipient
+        # domain that does not exist, a null MX): it will fail after the hand-off.
+        failed_probe = Probe.DELIVERY
+    diagnosis = Diagnosis(
+        entry=entry.id,
+        title=entry.title,
+        cause=render(entry.cause, context),
+        explanation=render(entry.explanation, context),
+        confirm=render(entry.confirm, context),
+        remedy=Remedy(render(entry.remedy.text, context), remedy_settings),
+        references=tuple(entry.references),
+        failed_probe=failed_probe,
+        node=_node_of(steps, failed_probe),
+        alternatives=tuple(other.id for other in found[1:] if other.id != "unclassified"),
+        severity=severity,
+        outcome=str(facts.get("outcome", "")),
+    )
+    if verify_fix and remedy_settings:
+        fixed = MailSettingsPatch.model_validate(remedy_settings).apply(settings)
+        step, verified, outcome = await _verify_fix(target, fixed, remedy_settings)
+        steps.append(step)
+        yield step
+        diagnosis = replace(diagnosis, fix_verified=verified, fix_outcome=outcome)
+    yield replace(diagnosis, duration=round(time.monotonic() - started, 3))
+
+
+async def run_diagnosis(
+    target: DiagnosisTarget,
+    settings: MailSettings,
+    *,
+    verify_fix: bool = True,
+    alternatives: Sequence[int] = ALTERNATIVE_PORTS,
+) -> tuple[list[Step], Diagnosis]:
+    """`diagnose` collected: every step (the fix's re-send included) and the verdict."""
+    steps: list[Step] = []
+    events = diagnose(target, settings, verify_fix=verify_fix, alternatives=alternatives)
+    # Closed explicitly: returning from inside `async for` leaves the generator suspended.
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, Diagnosis):
+                return steps, event
+            steps.append(event)
+    raise AssertionError("diagnose() always ends with a Diagnosis")  # pragma: no cover
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _locate(step: Step, target: DiagnosisTarget, facts: dict[str, Any]) -> Step:
+    """Point the step at the lab node it concerns (for the TUI's topology view)."""
+    if step.status is Status.SKIPPED:
+        return step
+    ports = facts.get("ports") or {}
+    resolve = facts.get("resolve") or {}
+    address = ports.get("address") or resolve.get("address")
+    node: str | None = None
+    if step.probe is Probe.PORTS and address:
+        node = target.node_for(address, ports.get("configured"))
+    elif step.probe in _SESSION and address:
+        node = target.node_for(address)
+    elif step.probe is Probe.DELIVERY:
+        remote = (facts.get("delivery") or {}).get("remote_address")
+        node = target.node_for(remote) if remote else None
+    return replace(step, node=node) if node else step
+
+
+def _node_of(steps: Sequence[Step], probe: Probe | None) -> str | None:
+    if probe is None:
+        return None
+    for step in steps:
+        if step.probe is probe and step.status is Status.FAIL:
+            return step.node
+    return None
+
+
+def _context(
+    facts: dict[str, Any], target: DiagnosisTarget, settings: MailSettings
+) -> dict[str, Any]:
+    """The facts plus what templates may use besides: the customer's login, corrected addresses."""
+    context = dict(facts)
+    account = target.account(settings)
+    if account is not None:
+        context["account"] = {
+            "user": account.user,
+            "password": account.password,
+            "server": account.server,
+        }
+    refused = [
+        *((facts.get("rcpt") or {}).get("refused_addresses") or []),
+        *((facts.get("delivery") or {}).get("bounced_addresses") or []),
+    ]
+    directory = target.directory()
+    suggestion = suggest_addresses(settings.to, refused, directory) if refused else None
+    if suggestion is None and (facts.get("resolve") or {}).get("nxdomain_domains"):
+        missing = set((facts.get("resolve") or {}).get("nxdomain_domains") or [])
+        typos = [a for a in settings.to if a.rpartition("@")[2].lower() in missing]
+        suggestion = suggest_addresses(settings.to, typos, directory)
+    context["suggest"] = {"to": suggestion}
+    problem = facts.get("problem")
+    if isinstance(problem, dict):
+        problem = dict(problem)
+        problem.setdefault("address", (refused or [None])[0])
+        context["problem"] = problem
+    return context
+
+
+def _remedy_settings(
+    entry: Entry, context: dict[str, Any], settings: MailSettings
+) -> dict[str, Any]:
+    """The remedy's settings correction, or {} when it cannot be filled or changes nothing."""
+    rendered = render_settings(entry.remedy, context)
+    if not rendered:
+        return {}
+    try:
+        patch = MailSettingsPatch.model_validate(rendered)
+    except ValidationError:
+        return {}
+    if patch.apply(settings) == settings:
+        return {}
+    return rendered
+
+
+async def _verify_fix(
+    target: DiagnosisTarget, fixed: MailSettings, changes: dict[str, Any]
+) -> tuple[Step, bool, str]:
+    """Send again with the remedy applied; follow it when the target can."""
+    start = time.monotonic()
+    send = await target.send(fixed)
+    outcome, stage, text = send.outcome, send.stage, send.text
+    code, enhanced = send.code, send.enhanced
+    if send.delivered and target.can_follow:
+        report = await target.follow(fixed, send)
+        if report is not None:
+            outcome, stage, text = report.outcome, report.stage, report.text
+            code, enhanced = report.code, report.enhanced
+    verified = outcome is Outcome.DELIVERED
+    shown = describe_settings(changes)
+    where = f" at {stage}" if stage and not verified else ""
+    summary = f"{outcome}{where}: {text}"
+    proves = (
+        f"With {shown} the message goes through: {text}."
+        if verified
+        else f"Even with {shown} it does not go through ({outcome}{where}: {text})."
+    )
+    step = Step(
+        probe=Probe.FIX,
+        status=Status.OK if verified else Status.FAIL,
+        title="Re-send with the fix applied",
+        tried=f"Sent the test message again as the mail program would, with {shown}.",
+        evidence={
+            "changes": _masked(changes),
+            "outcome": str(outcome),
+            "stage": str(stage) if stage else None,
+            "code": code,
+            "enhanced": enhanced,
+            "text": text,
+        },
+        proves=proves,
+        transcript=tuple(send.transcript.lines),
+        duration=round(time.monotonic() - start, 4),
+    )
+    return step, verified, summary
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("****" if k == "password" else _masked(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value

@@ -1,0 +1,118 @@
+"""Every scenario in scenarios/, diagnosed on the local backend, names its `expect.diagnosis`.
+
+The engine sees only the lab (through `LabTarget`) and the mail program's
+settings, never the scenario id or its expectations. Where the scenario has a
+fix, the engine's own remedy must be proven by its re-send (`fix_verified`).
+
+The diagnoses run concurrently (each in its own lab): most of their time is
+waiting for timeouts and queue retries, and the folder must stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.catalog import scenario_files
+from lab.diagnosis.engine import run_diagnosis
+from lab.diagnosis.events import Diagnosis, Probe, Status, Step, to_json
+from lab.diagnosis.target import LabTarget
+from lab.runtime.base import running_lab
+from lab.runtime.local import LocalBackend
+from lab.scenario.loader import load_scenario
+
+SCENARIOS = Path(__file__).parents[2] / "scenarios"
+PATHS = scenario_files(SCENARIOS)
+CONCURRENCY = 8
+
+Outcome = tuple[list[Step], Diagnosis] | BaseException
+
+
+async def _diagnose(path: Path, limit: asyncio.Semaphore) -> Outcome:
+    scenario = load_scenario(path)
+    async with limit:
+        try:
+            async with running_lab(scenario, LocalBackend()) as lab:
+                return await run_diagnosis(LabTarget(lab), scenario.client[1].settings)
+        except Exception as error:  # reported by the scenario's own test
+            return error
+
+
+async def _diagnose_all() -> dict[str, Outcome]:
+    limit = asyncio.Semaphore(CONCURRENCY)
+    results = await asyncio.gather(*(_diagnose(path, limit) for path in PATHS))
+    return {path.stem: result for path, result in zip(PATHS, results, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def diagnoses() -> dict[str, Outcome]:
+    """Run once for the module, in a loop of its own."""
+    return asyncio.run(_diagnose_all())
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda path: path.stem)
+def test_scenario_gets_its_expected_diagnosis(diagnoses: dict[str, Outcome], path: Path) -> None:
+    scenario = load_scenario(path)
+    outcome = diagnoses[path.stem]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    steps, diagnosis = outcome
+    assert scenario.expect.diagnosis is not None, "every scenario names its diagnosis"
+    assert diagnosis.entry == scenario.expect.diagnosis, (diagnosis.cause, diagnosis.alternatives)
+    if scenario.expect.fix is not None:
+        assert diagnosis.fix_verified is True, diagnosis.fix_outcome
+        assert steps[-1].probe is Probe.FIX
+    # the walk always shows the whole path, skipped steps included, in order
+    probes = [step.probe for step in steps if step.probe is not Probe.FIX]
+    assert probes[0] is Probe.RESOLVE
+    assert {Probe.PORTS, Probe.BANNER, Probe.EHLO, Probe.RCPT, Probe.DATA} <= set(probes)
+    assert Probe.DELIVERY in probes  # a lab can follow the message
+    # everything the CLI and the TUI get is plain data
+    json.dumps([to_json(step) for step in steps])
+    json.dumps(to_json(diagnosis))
+
+
+def test_blocked_port_points_at_the_isp_and_costs_one_timeout(
+    diagnoses: dict[str, Outcome],
+) -> None:
+    outcome = diagnoses["blocked-port-25"]
+    assert not isinstance(outcome, BaseException)
+    steps, diagnosis = outcome
+    ports = next(step for step in steps if step.probe is Probe.PORTS)
+    assert ports.status is Status.FAIL
+    assert ports.node == "isp"
+    timeout = load_scenario(SCENARIOS / "blocked-port-25.yaml").client[1].settings.timeout
+    # all ports were tried at once: the sweep costs one timeout, not four
+    assert timeout <= ports.duration < timeout + 1.5
+    assert "port 587 answered in" in diagnosis.cause
+    assert diagnosis.remedy.settings["port"] == 587
+    assert diagnosis.remedy.settings["security"] == "starttls"
+    assert diagnosis.node == "isp"
+
+
+def test_greylisting_shows_the_deferral_then_the_delivery(diagnoses: dict[str, Outcome]) -> None:
+    outcome = diagnoses["greylisted"]
+    assert not isinstance(outcome, BaseException)
+    steps, diagnosis = outcome
+    delivery = next(step for step in steps if step.probe is Probe.DELIVERY)
+    assert delivery.status is Status.WARN
+    assert delivery.evidence["deferral_statuses"] == ["4.7.1"]
+    assert delivery.evidence["state"] == "delivered"
+    assert any("451 4.7.1" in line.text for line in delivery.transcript)
+    assert diagnosis.severity is Status.WARN
+    assert diagnosis.failed_probe is None
+    assert diagnosis.fix_verified is None
+
+
+def test_healthy_path_is_all_green(diagnoses: dict[str, Outcome]) -> None:
+    outcome = diagnoses["happy-path"]
+    assert not isinstance(outcome, BaseException)
+    steps, diagnosis = outcome
+    assert all(step.status in (Status.OK, Status.INFO) for step in steps), [
+        (step.probe, step.status) for step in steps
+    ]
+    assert diagnosis.severity is Status.OK
+    assert "correct-horse" not in str([step.transcript for step in steps])

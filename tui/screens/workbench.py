@@ -1,0 +1,533 @@
+"""The workbench: settings and Send, live transcript, the diagnosis stepper, verdict and fix.
+
+Three kinds of long work run in exclusive workers, so the screen never
+freezes: the diagnosis engine (its steps are buffered as they arrive and
+revealed one per `n`), a send (followed to delivery or bounce), and the
+periodic re-reading of mailboxes and node logs. The screen only routes events
+to widgets; the engine decides, the lab runs, the widgets draw.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+
+from lab.diagnosis.events import Diagnosis, Status, Step
+from lab.errors import LabError
+from lab.scenario.model import MailSettings, MailSettingsPatch, Outcome, Scenario
+from tui.messages import DiagnosisEvent, DiagnosisFinished, SendFailed, SendFinished
+from tui.topology_art import Mark
+from tui.training import CaseResult, CaseTimer, Choice
+from tui.widgets.logs import LogsView
+from tui.widgets.mailboxes import MailboxesView
+from tui.widgets.settings_form import FormError, SettingsForm
+from tui.widgets.stepper import DiagnosisStepper
+from tui.widgets.topology import TopologyView
+from tui.widgets.transcript import TranscriptView
+from tui.widgets.verdict import VerdictPanel
+
+if TYPE_CHECKING:
+    from lab.runs import RunReport
+    from lab.runtime.base import Lab
+    from tui.app import SmtpLabApp
+
+_STATUS_MARKS = {Status.FAIL: Mark.FAIL, Status.WARN: Mark.WARN, Status.OK: Mark.OK}
+_GOOD = {Outcome.DELIVERED}
+REFRESH_SECONDS = 1.0
+
+
+def outcome_text(report: RunReport) -> Text:
+    """`✓ delivered — delivered to bob@example.net on mx` or the failure, coloured."""
+    good = report.outcome in _GOOD
+    text = Text()
+    text.append("✓ " if good else "✗ ", style="bold green" if good else "bold red")
+    text.append(str(report.outcome), style="bold green" if good else "bold red")
+    if report.stage and not good:
+        text.append(f" at {report.stage}")
+    codes = " ".join(str(code) for code in (report.code, report.enhanced) if code)
+    if codes and not good:
+        text.append(f" [{codes}]", style="bold")
+    text.append(f" — {report.text}")
+    return text
+
+
+class WorkbenchScreen(Screen[None]):
+    """Investigate one running case."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "next_step", "Next step"),
+        Binding("space", "next_step", "Next step", show=False),
+        Binding("f", "apply_fix", "Apply fix & re-send"),
+        Binding("s", "send", "Send"),
+        Binding("d", "rediagnose", "Diagnose again", show=False),
+        Binding("t", "tab('tab-transcript')", "Transcript", show=False),
+        Binding("m", "tab('tab-mail')", "Mailboxes"),
+        Binding("l", "tab('tab-logs')", "Logs"),
+        Binding("e", "edit", "Edit settings", show=False),
+        Binding("escape", "back", "Library"),
+    ]
+
+    def __init__(self, scenario: Scenario, lab: Lab) -> None:
+        super().__init__(id="workbench")
+        self.scenario = scenario
+        self.lab = lab
+        self.run_number = 0  # diagnosis runs; events of an older run are dropped
+        self.pending: deque[Step | Diagnosis] = deque()
+        self.engine_done = False
+        self.engine_error: str | None = None
+        self.want_next = False
+        self.diagnosis: Diagnosis | None = None  # the verdict, once revealed
+        self.held_verdict: Diagnosis | None = None  # arrived, waiting for the trainee's answer
+        self.answer: CaseResult | None = None
+        self.sends = 0
+        self.sending = False
+        self.last_report: RunReport | None = None
+        self.timer = CaseTimer()  # re-made with the app's clock once mounted
+
+    @property
+    def smtp_app(self) -> SmtpLabApp:
+        """The app, typed."""
+        from tui.app import SmtpLabApp
+
+        assert isinstance(self.app, SmtpLabApp)
+        return self.app
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        settings = self.scenario.client[1].settings
+        yield Header()
+        with Horizontal(id="workbench-body"):
+            with Vertical(id="left-column"):
+                form = SettingsForm(settings, id="settings-form")
+                form.border_title = "Mail program settings"
+                yield form
+                with VerticalScroll(id="topology-box") as box:
+                    box.border_title = "Topology"
+                    yield TopologyView(self.scenario, id="topology", layout="stack")
+            with Vertical(id="right-column"):
+                stepper = DiagnosisStepper(id="stepper", timings=self.smtp_app.show_timings)
+                stepper.border_title = "Diagnosis"
+                yield stepper
+                verdict = VerdictPanel(id="verdict")
+                verdict.border_title = "Verdict"
+                yield verdict
+                with TabbedContent(id="tabs", initial="tab-transcript"):
+                    with TabPane("Transcript", id="tab-transcript"):
+                        yield TranscriptView(
+                            "No transcript yet: step the diagnosis (n) or send (s).",
+                            id="transcript",
+                        )
+                    with TabPane("Mailboxes", id="tab-mail"):
+                        yield MailboxesView(id="mailboxes")
+                    with TabPane("Logs", id="tab-logs"):
+                        yield LogsView(list(self.lab.topology.nodes), id="logs")
+        yield Static("", id="status-bar")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.scenario.id} · {self.scenario.title}"
+        self.query_one("#verdict", VerdictPanel).display = False
+        stepper = self.query_one("#stepper", DiagnosisStepper)
+        stepper.reset(self._start_hint())
+        stepper.set_status(Text("n or space: reveal the next step", style="italic"))
+        self.set_status(
+            Text.assemble(
+                ("● ", "bold green"),
+                f"Lab up on the {self.lab.backend} backend · ",
+                (self.scenario.title, "bold"),
+            )
+        )
+        self.timer = CaseTimer(clock=self.smtp_app.clock)
+        self.timer.start()
+        self.start_diagnosis(self.scenario.client[1].settings)
+        stepper.step_list.focus()
+        self.set_interval(REFRESH_SECONDS, self.refresh_lab_views)
+
+    def _start_hint(self) -> Text:
+        text = Text()
+        text.append("The customer's mail program fails. ", style="bold")
+        text.append(
+            "The diagnosis walks the path an expert would: DNS, TCP ports, banner, EHLO, "
+            "STARTTLS, AUTH, MAIL, RCPT, DATA, delivery.\n\n"
+        )
+        text.append("n", style="bold reverse")
+        text.append(" reveal the next step   ")
+        text.append("s", style="bold reverse")
+        text.append(" send with the settings on the left   ")
+        text.append("?", style="bold reverse")
+        text.append(" help")
+        if self.smtp_app.training is not None:
+            text.append("\n\nTraining: ", style="bold magenta")
+            text.append("before the verdict you will pick the cause from a short list.")
+        return text
+
+    def set_status(self, text: Text | str) -> None:
+        """The one-line status bar above the footer."""
+        self.query_one("#status-bar", Static).update(text)
+
+    # --- the diagnosis engine -------------------------------------------------------------
+
+    def start_diagnosis(self, settings: MailSettings) -> None:
+        """Run the engine (again) with `settings`; earlier runs' events are ignored."""
+        self.run_number += 1
+        self.pending.clear()
+        self.engine_done = False
+        self.engine_error = None
+        self.want_next = False
+        self.run_engine(settings, self.run_number)
+
+    @work(exclusive=True, group="diagnosis")
+    async def run_engine(self, settings: MailSettings, run: int) -> None:
+        """Iterate the engine, posting each step and the verdict as they come."""
+        try:
+            async for event in self.smtp_app.diagnose(self.lab, settings):
+                self.post_message(DiagnosisEvent(event, run))
+        except LabError as error:
+            self.post_message(DiagnosisFinished(run, str(error)))
+        except Exception as error:  # shown in the stepper; the app goes on
+            self.log.error("diagnosis failed", error)
+            self.post_message(DiagnosisFinished(run, f"{type(error).__name__}: {error}"))
+        else:
+            self.post_message(DiagnosisFinished(run))
+
+    def on_diagnosis_event(self, message: DiagnosisEvent) -> None:
+        if message.run != self.run_number:
+            return
+        self.pending.append(message.event)
+        if self.want_next:
+            self.want_next = False
+            self.reveal_next()
+
+    def on_diagnosis_finished(self, message: DiagnosisFinished) -> None:
+        if message.run != self.run_number:
+            return
+        self.engine_done = True
+        self.engine_error = message.error
+        if message.error is not None:
+            self.want_next = False
+            stepper = self.query_one("#stepper", DiagnosisStepper)
+            stepper.set_status(Text(f"Diagnosis failed: {message.error}", style="bold red"))
+        elif self.want_next and not self.pending:
+            self.want_next = False
+            self._no_more_steps()
+
+    def action_next_step(self) -> None:
+        """Reveal the next step (or the verdict); wait for the engine if it is still probing."""
+        if self.held_verdict is not None:
+            self.ask_cause(self.held_verdict)
+            return
+        if self.pending:
+            self.reveal_next()
+            return
+        stepper = self.query_one("#stepper", DiagnosisStepper)
+        if self.engine_error is not None:
+            self.notify(self.engine_error, title="Diagnosis failed", severity="error")
+        elif self.engine_done:
+            self._no_more_steps()
+        else:
+            self.want_next = True
+            stepper.set_status(Text("Probing… the next step appears when it is done", "italic"))
+
+    def _no_more_steps(self) -> None:
+        if self.diagnosis is not None:
+            hint = "f: apply the fix and re-send · d: diagnose again"
+            self.notify(f"The diagnosis is complete. {hint}", title="Done")
+        else:
+            self.notify("The engine gave no verdict.", severity="warning")
+
+    def reveal_next(self) -> None:
+        """Show the next buffered event (a run of skipped steps counts as one)."""
+        event = self.pending.popleft()
+        stepper = self.query_one("#stepper", DiagnosisStepper)
+        if isinstance(event, Step):
+            stepper.add_step(event)
+            # Steps not reached after a failure say nothing new: show them with it, at once.
+            while (
+                event.status is Status.SKIPPED
+                and self.pending
+                and isinstance(self.pending[0], Step)
+                and self.pending[0].status is Status.SKIPPED
+            ):
+                event = self.pending.popleft()
+                assert isinstance(event, Step)
+                stepper.add_step(event)
+            follows = "n: reveal the verdict" if self._verdict_next() else "n: next step"
+            stepper.set_status(Text(f"Step {len(stepper.steps)} · {follows}", style="italic"))
+            return
+        if self.smtp_app.training is not None and self.answer is None:
+            self.held_verdict = event
+            self.ask_cause(event)
+        else:
+            self.show_verdict(event)
+
+    def _verdict_next(self) -> bool:
+        return bool(self.pending) and isinstance(self.pending[0], Diagnosis)
+
+    def show_verdict(self, diagnosis: Diagnosis) -> None:
+        """Reveal the verdict and mark the node where things went wrong."""
+        self.held_verdict = None
+        self.diagnosis = diagnosis
+        verdict = self.query_one("#verdict", VerdictPanel)
+        verdict.display = True
+        verdict.show(diagnosis, answer=self._answer_text())
+        stepper = self.query_one("#stepper", DiagnosisStepper)
+        failed = [
+            number
+            for number, step in enumerate(stepper.steps, start=1)
+            if step.status is Status.FAIL and step.probe == diagnosis.failed_probe
+        ]
+        if failed:  # back to the step that went wrong: its evidence and transcript show
+            stepper.select(failed[0])
+        fix = "f: apply fix & re-send · " if diagnosis.remedy.settings else ""
+        stepper.set_status(Text(f"Verdict: {diagnosis.title} · {fix}d: diagnose again", "bold"))
+        self._update_marks()
+        self.set_status(Text.assemble(("Verdict: ", "bold"), diagnosis.cause))
+
+    # --- training -------------------------------------------------------------------------
+
+    def expected_entry(self, diagnosis: Diagnosis) -> str:
+        """The right answer: the scenario's declared diagnosis, else the engine's."""
+        return self.scenario.expect.diagnosis or diagnosis.entry
+
+    def ask_cause(self, diagnosis: Diagnosis) -> None:
+        """Training: the trainee commits to a cause before the verdict is shown."""
+        from tui.screens.hypothesis import HypothesisScreen
+
+        choices = self.smtp_app.cause_choices(
+            self.scenario, self.expected_entry(diagnosis), diagnosis
+        )
+
+        def picked(entry: str | None) -> None:
+            if entry is None:
+                stepper = self.query_one("#stepper", DiagnosisStepper)
+                stepper.set_status(Text("Keep investigating · n: choose the cause", "italic"))
+                return
+            self.record_answer(diagnosis, entry, choices)
+
+        self.app.push_screen(HypothesisScreen(self.scenario, choices), picked)
+
+    def record_answer(self, diagnosis: Diagnosis, entry: str, choices: list[Choice]) -> None:
+        """Save the trainee's answer, then reveal the verdict."""
+        training = self.smtp_app.training
+        assert training is not None
+        self.answer = training.record(
+            scenario=self.scenario.id,
+            title=self.scenario.title,
+            expected=self.expected_entry(diagnosis),
+            chosen=entry,
+            seconds=self.timer.elapsed(),
+            steps_seen=len(self.query_one("#stepper", DiagnosisStepper).steps),
+            choices=choices,
+        )
+        self.show_verdict(diagnosis)
+
+    def _answer_text(self) -> Text | None:
+        if self.answer is None:
+            return None
+        training = self.smtp_app.training
+        score = f" · session score {training.score}" if training is not None else ""
+        if self.answer.correct:
+            return Text.assemble(
+                ("✓ Correct! ", "bold green"), f"({self.answer.seconds:.0f} s){score}\n"
+            )
+        return Text.assemble(
+            ("✗ Not quite. ", "bold red"),
+            f"You chose {self.answer.chosen}; the cause is {self.answer.expected}.{score}\n",
+        )
+
+    # --- selection, marks, transcript -----------------------------------------------------
+
+    @on(DiagnosisStepper.StepSelected)
+    def _step_selected(self, event: DiagnosisStepper.StepSelected) -> None:
+        step = event.step
+        transcript = self.query_one("#transcript", TranscriptView)
+        title = f"Transcript · step {event.number}: {step.title}"
+        transcript.show(title, step.transcript)
+        self._update_marks(selected=step)
+
+    def _update_marks(self, selected: Step | None = None) -> None:
+        """Failures and warnings of revealed steps stay marked; the selected step's node too."""
+        marks: dict[str, Mark] = {}
+        for step in self.query_one("#stepper", DiagnosisStepper).steps:
+            mark = _STATUS_MARKS.get(step.status)
+            if step.node and mark is not None and mark is not Mark.OK:
+                marks[step.node] = mark
+        if selected is not None and selected.node and selected.node not in marks:
+            mark = _STATUS_MARKS.get(selected.status)
+            if mark is not None:
+                marks[selected.node] = mark
+        if self.diagnosis is not None and self.diagnosis.node:
+            marks[self.diagnosis.node] = Mark.FAIL
+        self.query_one("#topology", TopologyView).set_marks(marks)
+
+    # --- sending --------------------------------------------------------------------------
+
+    def action_send(self) -> None:
+        """Send with the form's settings."""
+        self.query_one("#settings-form", SettingsForm).request_send()
+
+    @on(SettingsForm.SendRequested)
+    def _send_requested(self, event: SettingsForm.SendRequested) -> None:
+        event.stop()
+        self.start_send(event.settings, fix=False)
+
+    def action_apply_fix(self) -> None:
+        """Apply the verdict's remedy to the form and send."""
+        diagnosis = self.diagnosis
+        if diagnosis is None:
+            self.notify("Step the diagnosis to its verdict first (n).", severity="warning")
+            return
+        if not diagnosis.remedy.settings:
+            self.notify(
+                diagnosis.remedy.text, title="Not a mail-program setting", severity="warning"
+            )
+            return
+        form = self.query_one("#settings-form", SettingsForm)
+        try:
+            base = form.read()
+        except FormError:
+            base = self.scenario.client[1].settings
+        try:
+            fixed = MailSettingsPatch.model_validate(diagnosis.remedy.settings).apply(base)
+        except ValueError as error:
+            self.notify(str(error), title="The remedy does not apply", severity="error")
+            return
+        form.load(fixed)
+        self.start_send(fixed, fix=True)
+
+    def start_send(self, settings: MailSettings, *, fix: bool) -> None:
+        """Send in a worker; the transcript tab says what is going on meanwhile."""
+        if self.sending:
+            self.notify("A send is still running.", severity="warning")
+            return
+        self.sending = True
+        self.sends += 1
+        self.query_one("#topology", TopologyView).client = settings
+        label = "re-send with the fix" if fix else "send"
+        self.query_one("#tabs", TabbedContent).active = "tab-transcript"
+        self.query_one("#transcript", TranscriptView).show_note(
+            f"Transcript · {label} #{self.sends}",
+            f"Sending to {settings.server}:{settings.port} ({settings.security}) … "
+            f"the connect timeout is {settings.timeout:g} s",
+        )
+        self.set_status(Text(f"Sending ({label}) to {settings.server}:{settings.port}…", "italic"))
+        self.run_send(settings, fix)
+
+    @work(exclusive=True, group="send")
+    async def run_send(self, settings: MailSettings, fix: bool) -> None:
+        """Send once and follow the message to its fate."""
+        from lab.runs import run_once
+
+        try:
+            report = await run_once(self.lab, settings)
+        except LabError as error:
+            self.post_message(SendFailed(str(error)))
+        except Exception as error:
+            self.log.error("send failed", error)
+            self.post_message(SendFailed(f"{type(error).__name__}: {error}"))
+        else:
+            self.post_message(SendFinished(report, fix=fix))
+
+    def on_send_finished(self, message: SendFinished) -> None:
+        self.sending = False
+        report = message.report
+        self.last_report = report
+        label = "re-send with the fix" if message.fix else "send"
+        summary = outcome_text(report)
+        stages = {str(stage): seconds for stage, seconds in report.send.timings.items()}
+        self.query_one("#transcript", TranscriptView).show(
+            f"Transcript · {label} #{self.sends} · {report.outcome}",
+            report.send.transcript.lines,
+            stages=stages if self.smtp_app.show_timings else None,
+            footer=summary,
+        )
+        status = Text.assemble(("Last send: ", "bold"), summary)
+        if report.outcome is Outcome.DELIVERED:
+            status.append("  (m: mailboxes)", style="dim")
+        self.set_status(status)
+        if message.fix:
+            self.query_one("#verdict", VerdictPanel).show_fix(
+                Text.assemble(("Fix applied and re-sent: ", "bold"), summary)
+            )
+            training = self.smtp_app.training
+            if training is not None and self.answer is not None:
+                training.fix_result(self.scenario.id, report.outcome is Outcome.DELIVERED)
+        self.refresh_lab_views(force=True)
+
+    def on_send_failed(self, message: SendFailed) -> None:
+        self.sending = False
+        self.query_one("#transcript", TranscriptView).show_note("Send failed", message.error)
+        self.set_status(Text(f"Send failed: {message.error}", style="bold red"))
+
+    # --- mailboxes and logs ---------------------------------------------------------------
+
+    def refresh_lab_views(self, force: bool = False) -> None:
+        """Re-read mailboxes and logs (only the visible tab, unless forced)."""
+        active = self.query_one("#tabs", TabbedContent).active
+        if force or active == "tab-mail":
+            self.read_lab_views(mail=True, logs=force or active == "tab-logs")
+        elif active == "tab-logs":
+            self.read_lab_views(mail=False, logs=True)
+
+    @work(exclusive=True, group="lab-views")
+    async def read_lab_views(self, mail: bool, logs: bool) -> None:
+        """Read files off the event loop's critical path (a thread: docker reads block)."""
+        import asyncio
+
+        from tui.labdata import collect_logs, collect_mail
+
+        if mail:
+            items = await asyncio.to_thread(collect_mail, self.lab)
+            self.query_one("#mailboxes", MailboxesView).update_items(items)
+        if logs:
+            entries = await asyncio.to_thread(collect_logs, self.lab)
+            self.query_one("#logs", LogsView).update_entries(entries)
+
+    @on(TabbedContent.TabActivated, "#tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_lab_views()
+
+    def action_tab(self, tab: str) -> None:
+        """Show one of the tabs."""
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    # --- other actions --------------------------------------------------------------------
+
+    def action_rediagnose(self) -> None:
+        """Start the diagnosis again with the settings in the form."""
+        try:
+            settings = self.query_one("#settings-form", SettingsForm).read()
+        except FormError as error:
+            self.notify(str(error), title="Check the settings", severity="error")
+            return
+        self.diagnosis = None
+        self.held_verdict = None
+        verdict = self.query_one("#verdict", VerdictPanel)
+        verdict.display = False
+        stepper = self.query_one("#stepper", DiagnosisStepper)
+        stepper.reset(Text("Diagnosing the settings in the form… n: first step", "italic"))
+        stepper.set_status(Text("n or space: reveal the next step", style="italic"))
+        self.query_one("#topology", TopologyView).clear_marks()
+        self.start_diagnosis(settings)
+        stepper.step_list.focus()
+
+    def action_edit(self) -> None:
+        """Jump to the settings form."""
+        self.query_one("#server").focus()
+
+    def action_back(self) -> None:
+        """Leave a form field; from elsewhere, back to the library (the lab goes down)."""
+        form = self.query_one("#settings-form", SettingsForm)
+        if self.focused is not None and form in self.focused.ancestors_with_self:
+            self.query_one("#stepper", DiagnosisStepper).step_list.focus()
+            return
+        self.smtp_app.close_workbench()
