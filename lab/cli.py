@@ -746,7 +746,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             settings_, target = _server_settings(args)
             return await _diagnose_streaming(target, settings_, args, quiet=quiet)
         scenario = load(args.scenario)
-        backend = get_backend(args.backend)
+        backend = _backend(args.backend)
         from lab.diagnosis.target import LabTarget
 
         with _progress(f"starting {scenario.id} on the {backend.name} backend", quiet=quiet):
