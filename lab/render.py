@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.scenario.model import Outcome
+from lab.smtp.transcript import MARKERS
 
 if TYPE_CHECKING:
     from lab.runs import RunReport
@@ -34,9 +35,8 @@ def transcript(lines: Transcript) -> Text:
     """The SMTP transcript, client and server lines coloured, codes bold."""
     text = Text()
     for line in lines.lines:
-        marker = {"C": "C:", "S": "S:", "*": "**"}[str(line.direction)]
         text.append(f"{line.at:8.3f} ", style="dim")
-        text.append(f"{marker} ", style=_DIRECTION_STYLE[str(line.direction)])
+        text.append(f"{MARKERS[line.direction]} ", style=_DIRECTION_STYLE[str(line.direction)])
         body = line.text
         if line.direction == "S" and body[:3].isdigit():
             style = "bold green" if body[0] in "23" else "bold red"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -119,13 +119,7 @@ async def run_once(
     )
     if send.outcome is Outcome.DELIVERED and wait:
         report = await follow(lab, report)
-    return _with_duration(report, time.monotonic() - started)
-
-
-def _with_duration(report: RunReport, duration: float) -> RunReport:
-    from dataclasses import replace
-
-    return replace(report, duration=duration)
+    return replace(report, duration=time.monotonic() - started)
 
 
 async def follow(lab: Lab, report: RunReport) -> RunReport:
@@ -134,8 +128,6 @@ async def follow(lab: Lab, report: RunReport) -> RunReport:
     Returns the report with `recipients` filled in and the outcome refined to
     delivered, bounced (with the DSN's status and the remote reply) or deferred.
     """
-    from dataclasses import replace
-
     deadline = time.monotonic() + _follow_time(lab)
     accepted = [a for a in report.settings.to if a not in report.send.rejected_recipients]
     while True:

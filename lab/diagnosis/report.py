@@ -17,6 +17,7 @@ from rich.text import Text
 
 from lab.diagnosis.events import Diagnosis, Probe, Status, Step, describe_settings, to_json
 from lab.scenario.model import MailSettings
+from lab.smtp.transcript import MARKERS
 
 # swaks's exit codes by stage (2 connect, 21 banner, 22 HELO, 23 MAIL, 24 RCPT, 25 DATA,
 # 28 AUTH, 29 TLS); DNS and what happens after the hand-off have none there.
@@ -84,9 +85,8 @@ def transcript_text(step: Step, limit: int = MAX_TRANSCRIPT_LINES) -> Text:
         if len(lines) > limit and index == limit - 4:
             text.append(f"      … {len(lines) - limit + 1} more lines\n", style="dim")
         direction = str(line.direction)
-        marker = {"C": "C:", "S": "S:", "*": "**"}[direction]
         text.append(f"    {line.at:7.3f} ", style="dim")
-        text.append(f"{marker} ", style=_DIRECTION_STYLE[direction])
+        text.append(f"{MARKERS[line.direction]} ", style=_DIRECTION_STYLE[direction])
         body = line.text
         if direction == "S" and body[:3].isdigit():
             text.append(body[:3], style="bold green" if body[0] in "23" else "bold red")

@@ -23,6 +23,7 @@ import shutil
 import socket
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,7 +87,9 @@ class EmulatedNetwork:
     blackhole: Blackhole = field(default_factory=Blackhole)
     closed: ClosedPort = field(default_factory=ClosedPort)
     inspector: Interposer = field(default_factory=Interposer)
-    _source_ports: itertools.count[int] = field(default_factory=lambda: itertools.count(40000))
+    _source_ports: Iterator[int] = field(
+        default_factory=lambda: itertools.cycle(range(40000, 60000))
+    )
 
     def connector_for(self, node: str) -> EmulatedConnector:
         """A connector that opens connections from `node`'s place in the topology."""
@@ -122,7 +125,7 @@ class EmulatedConnector:
             raise ConnectRefused(111, f"connection to {host}:{port} refused")
         reader, writer = await open_tcp(LOOPBACK, real_port, timeout=timeout)
         if (host, port) in self.network.proxied:
-            source_port = 40000 + next(self.network._source_ports) % 20000
+            source_port = next(self.network._source_ports)
             writer.write(f"PROXY TCP4 {verdict.source} {host} {source_port} {port}\r\n".encode())
         inspection = inspection_for(self.network.topology, verdict, port)
         if inspection is not None:
@@ -326,15 +329,15 @@ class LocalLab:
         """
         client = self._topology.client.name
         for name, node in self._topology.nodes.items():
+            if node.kind == "dns":
+                continue  # the lab DNS is not a mail endpoint
             for lab_port in node.tcp_ports:
                 address = str(node.address)
                 verdict = path_verdict(self._topology, client, address, lab_port)
                 note = verdict.reason
                 if verdict.action is Action.DROP:
                     port = self.network.blackhole.port
-                elif verdict.action in (Action.REJECT, Action.UNREACHABLE) or name == "dns":
-                    if name == "dns":
-                        continue
+                elif verdict.action in (Action.REJECT, Action.UNREACHABLE):
                     port = self.network.closed.port
                 else:
                     port = await self._forwarder(host, client, address, lab_port)

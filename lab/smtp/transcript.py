@@ -14,6 +14,10 @@ class Direction(StrEnum):
     NOTE = "*"  # an event that is not a protocol line: connected, TLS established, timeout
 
 
+# swaks-like prefixes shown before each line
+MARKERS = {Direction.CLIENT: "C:", Direction.SERVER: "S:", Direction.NOTE: "**"}
+
+
 @dataclass(frozen=True)
 class TranscriptLine:
     """One line: seconds since the session started, who, and the text (already masked)."""
@@ -24,8 +28,7 @@ class TranscriptLine:
 
     def render(self) -> str:
         """swaks-like: `  0.012 S: 220 mail.example.com ESMTP`."""
-        marker = {"C": "C:", "S": "S:", "*": "**"}[self.direction]
-        return f"{self.at:8.3f} {marker} {self.text}"
+        return f"{self.at:8.3f} {MARKERS[self.direction]} {self.text}"
 
 
 @dataclass

@@ -14,10 +14,9 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from lab.smtp.transcript import Direction, TranscriptLine
+from lab.smtp.transcript import MARKERS, Direction, TranscriptLine
 
 STAGES_PER_LINE = 4
-_MARKERS = {Direction.CLIENT: "C:", Direction.SERVER: "S:", Direction.NOTE: "**"}
 _DIRECTION_STYLES = {
     Direction.CLIENT: "bold cyan",
     Direction.SERVER: "bold green",
@@ -48,7 +47,7 @@ def transcript_text(
     for line in lines:
         if timings:
             text.append(f"{timing(line.at)} ", style="dim")
-        text.append(f"{_MARKERS[line.direction]} ", style=_DIRECTION_STYLES[line.direction])
+        text.append(f"{MARKERS[line.direction]} ", style=_DIRECTION_STYLES[line.direction])
         body = line.text
         if line.direction is Direction.SERVER and body[:3].isdigit():
             text.append(body[:3], style=reply_style(body))
