@@ -1,6 +1,6 @@
 """Client-side SASL for SMTP AUTH (RFC 4954): PLAIN, LOGIN and CRAM-MD5, plus masking.
 
-Pure functions, no I/O: the session in `lab.smtp.client` decides what to send
+Pure functions, no I/O: the session in `lab.smtp.session` decides what to send
 when; this module only computes the base64 blobs and hides them again for the
 transcript. Every blob computed here carries a secret, so callers must record
 `MASK` in its place (see `mask_command`).

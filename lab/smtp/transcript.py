@@ -1,9 +1,16 @@
-"""What was said on an SMTP connection, line by line, with timings and secrets masked."""
+"""What was said on an SMTP connection, line by line, with timings and secrets masked.
+
+Also how text is made fit for a transcript line: control characters escaped
+and seconds written as people read them.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class Direction(StrEnum):
@@ -47,3 +54,13 @@ class Transcript:
             {"at": round(line.at, 4), "dir": str(line.direction), "text": line.text}
             for line in self.lines
         ]
+
+
+def printable(text: str) -> str:
+    """Control characters escaped, so that junk cannot garble a terminal or the TUI."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group(0)):02x}", text)
+
+
+def format_seconds(seconds: float) -> str:
+    """Seconds as people read them in a transcript: 3.0, 0.3, 0.25."""
+    return f"{seconds:.1f}" if round(seconds, 1) == seconds else f"{seconds:g}"
