@@ -3,7 +3,8 @@
 A scenario can break a server's certificate on purpose (`CertificateFault`):
 expired, issued for another name, or self-signed (not from the lab CA). The
 faults are real X.509 defects, so any verifying client (ours, OpenSSL,
-Outlook) rejects them for the reason a support desk would see.
+Outlook) rejects them for the reason a support desk would see. A certificate
+can also name IP addresses, for clients that connect to a bare address.
 
 EC P-256 keys: generating RSA keys would dominate the local backend's start time.
 """
@@ -11,9 +12,11 @@ EC P-256 keys: generating RSA keys would dominate the local backend's start time
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 import ssl
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from cryptography import x509
@@ -32,9 +35,14 @@ VALIDITY = datetime.timedelta(days=825)
 BACKDATE = datetime.timedelta(hours=1)
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 def issue_certificates(
-    directory: Path, servers: dict[str, CertificateFault]
+    directory: Path,
+    servers: dict[str, CertificateFault],
+    *,
+    addresses: Mapping[str, Iterable[IpAddress | str]] | None = None,
 ) -> tuple[Path, dict[str, TlsFiles]]:
     """Create a lab CA and a key and certificate for every server hostname.
 
@@ -42,6 +50,10 @@ def issue_certificates(
         directory: where the PEM files go (created if missing); `ca.pem` is the
             trust anchor clients of the lab use.
         servers: hostname -> the fault its certificate must have (or `NONE`).
+        addresses: hostname -> IPv4/IPv6 addresses its certificate also names
+            (IP address SANs), for clients that connect to an address and
+            verify it. A `WRONG_NAME` certificate names none of them: it is
+            issued for another name altogether.
 
     Returns:
         The CA certificate's path and, per hostname, its `TlsFiles`: the
@@ -49,11 +61,14 @@ def issue_certificates(
         server sends), except for a self-signed leaf, which has no chain.
 
     Raises:
-        ValueError: a hostname is not a DNS name (it also names the files).
+        ValueError: a hostname is not a DNS name (it also names the files),
+            an address is not an IP address, or `addresses` names a host
+            that is not in `servers`.
     """
     for hostname in servers:
         if not _HOSTNAME.match(hostname) or ".." in hostname:
             raise ValueError(f"not a host name: {hostname!r}")
+    ip_sans = _ip_addresses(servers, addresses or {})
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -64,7 +79,8 @@ def issue_certificates(
     issued: dict[str, TlsFiles] = {}
     for hostname, fault in servers.items():
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _leaf_certificate(hostname, fault, key, ca_key, ca_cert, now)
+        ips = ip_sans.get(hostname, [])
+        cert = _leaf_certificate(hostname, ips, fault, key, ca_key, ca_cert, now)
         cert_path = directory / f"{hostname.lower()}.pem"
         key_path = directory / f"{hostname.lower()}.key"
         chain = cert.public_bytes(serialization.Encoding.PEM)
@@ -74,6 +90,18 @@ def issue_certificates(
         _write_private(key_path, key)
         issued[hostname] = TlsFiles(cert_file=cert_path, key_file=key_path, fault=fault)
     return ca_path, issued
+
+
+def _ip_addresses(
+    servers: Mapping[str, CertificateFault], addresses: Mapping[str, Iterable[IpAddress | str]]
+) -> dict[str, list[IpAddress]]:
+    """`addresses` checked and parsed, before any file is written."""
+    parsed: dict[str, list[IpAddress]] = {}
+    for hostname, values in addresses.items():
+        if hostname not in servers:
+            raise ValueError(f"addresses given for {hostname!r}, which gets no certificate")
+        parsed[hostname] = [ipaddress.ip_address(value) for value in values]
+    return parsed
 
 
 def server_context(files: TlsFiles) -> ssl.SSLContext:
@@ -150,6 +178,7 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: datetime.datetime) -> 
 
 def _leaf_certificate(
     hostname: str,
+    ips: list[IpAddress],
     fault: CertificateFault,
     key: ec.EllipticCurvePrivateKey,
     ca_key: ec.EllipticCurvePrivateKey,
@@ -157,6 +186,9 @@ def _leaf_certificate(
     now: datetime.datetime,
 ) -> x509.Certificate:
     name = WRONG_NAME if fault is CertificateFault.WRONG_NAME else hostname
+    san: list[x509.GeneralName] = [x509.DNSName(name)]
+    if fault is not CertificateFault.WRONG_NAME:
+        san += [x509.IPAddress(ip) for ip in ips]
     if fault is CertificateFault.EXPIRED:
         not_before, not_after = now - datetime.timedelta(days=400), now - datetime.timedelta(days=1)
     else:
@@ -174,7 +206,7 @@ def _leaf_certificate(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import ipaddress
 import ssl
 from pathlib import Path
 
@@ -21,6 +22,8 @@ CERT_HAS_EXPIRED = 10
 DEPTH_ZERO_SELF_SIGNED_CERT = 18
 SELF_SIGNED_CERT_IN_CHAIN = 19  # the server sends the lab's root with its chain
 HOSTNAME_MISMATCH = 62
+IP_ADDRESS_MISMATCH = 64
+LOOPBACK = "127.0.0.1"
 
 
 def _chain(files: TlsFiles) -> list[x509.Certificate]:
@@ -30,6 +33,11 @@ def _chain(files: TlsFiles) -> list[x509.Certificate]:
 def _san(cert: x509.Certificate) -> list[str]:
     extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     return extension.value.get_values_for_type(x509.DNSName)
+
+
+def _ip_san(cert: x509.Certificate) -> list[str]:
+    extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return [str(ip) for ip in extension.value.get_values_for_type(x509.IPAddress)]
 
 
 async def _handshake(files: TlsFiles, context: ssl.SSLContext, name: str = HOSTNAME) -> None:
@@ -117,3 +125,62 @@ class TestHandshake:
     ) -> None:
         context = client_context(lab_certificates.ca_file, verify=False)
         await _handshake(lab_certificates.files["expired.example.com"], context)
+
+
+class TestIpAddresses:
+    """Certificates naming IP addresses, for clients that connect to a bare address."""
+
+    def test_addresses_become_ip_sans(self, tmp_path: Path) -> None:
+        loopback6 = ipaddress.ip_address("::1")
+        _, files = issue_certificates(
+            tmp_path,
+            {HOSTNAME: CertificateFault.NONE, "other.example.com": CertificateFault.NONE},
+            addresses={HOSTNAME: [LOOPBACK, loopback6]},
+        )
+        leaf = _chain(files[HOSTNAME])[0]
+        assert _san(leaf) == [HOSTNAME]
+        assert _ip_san(leaf) == [LOOPBACK, "::1"]
+        assert _ip_san(_chain(files["other.example.com"])[0]) == []
+
+    def test_wrong_name_names_no_address(self, tmp_path: Path) -> None:
+        _, files = issue_certificates(
+            tmp_path,
+            {HOSTNAME: CertificateFault.WRONG_NAME},
+            addresses={HOSTNAME: [LOOPBACK]},
+        )
+        leaf = _chain(files[HOSTNAME])[0]
+        assert (_san(leaf), _ip_san(leaf)) == ([WRONG_NAME], [])
+
+    @pytest.mark.parametrize(
+        ("addresses", "match"),
+        [
+            ({HOSTNAME: ["mx.example.com"]}, "does not appear to be an IPv4 or IPv6 address"),
+            ({HOSTNAME: ["127.0.0.256"]}, "does not appear to be an IPv4 or IPv6 address"),
+            ({"unknown.example.com": [LOOPBACK]}, "gets no certificate"),
+        ],
+        ids=["a-name", "not-an-address", "unknown-host"],
+    )
+    def test_rejects_bad_addresses_before_writing(
+        self, tmp_path: Path, addresses: dict[str, list[str]], match: str
+    ) -> None:
+        directory = tmp_path / "tls"
+        with pytest.raises(ValueError, match=match):
+            issue_certificates(directory, {HOSTNAME: CertificateFault.NONE}, addresses=addresses)
+        assert not directory.exists()
+
+    async def test_verifies_for_its_address_with_hostname_checks(self, tmp_path: Path) -> None:
+        ca_file, files = issue_certificates(
+            tmp_path, {HOSTNAME: CertificateFault.NONE}, addresses={HOSTNAME: [LOOPBACK]}
+        )
+        context = ssl.create_default_context(cafile=str(ca_file))
+        assert context.check_hostname
+        assert context.verify_mode is ssl.CERT_REQUIRED
+        await _handshake(files[HOSTNAME], context, name=LOOPBACK)
+
+    async def test_without_the_address_the_check_fails(
+        self, lab_certificates: LabCertificates
+    ) -> None:
+        context = client_context(lab_certificates.ca_file, verify=True)
+        with pytest.raises(ssl.SSLCertVerificationError) as caught:
+            await _handshake(lab_certificates.files[HOSTNAME], context, name=LOOPBACK)
+        assert caught.value.verify_code == IP_ADDRESS_MISMATCH
