@@ -1,4 +1,4 @@
-"""Real SMTP servers on 127.0.0.1 for the client tests: aiosmtpd, a lab CA, scripted peers.
+"""Real SMTP servers on 127.0.0.1 for the client tests: aiosmtpd, the lab CA, scripted peers.
 
 aiosmtpd servers run in their own thread (its `Controller`), so the client
 under test has the test's event loop to itself. Misbehaving peers (silent,
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import socket
 import ssl
@@ -26,13 +24,18 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult, Envelope, LoginPassword, Session, auth_mechanism
 from aiosmtpd.smtp import SMTP as SMTPServer
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from lab.nodes.config import TlsFiles
+from lab.nodes.tls import issue_certificates, server_context
+from lab.scenario.model import CertificateFault
 
 HOST = "127.0.0.1"
-SERVER_NAME = "localhost"  # what the good certificate is issued for
+SERVER_NAME = "localhost"  # what the good certificate is issued for (and HOST)
+OTHER_NAME = "other.example"  # what the wrong-name certificate is issued for
+# The certificates' subjects as a client reports them (RFC 4514: last attribute first).
+SERVER_SUBJECT = "CN=localhost,O=smtp-lab"
+OTHER_SUBJECT = "CN=other.example,O=smtp-lab"
+CA_SUBJECT = "CN=smtp-lab CA,O=smtp-lab"
 USERS = {"alice": "s3cret-Pa55word"}
 
 
@@ -41,103 +44,26 @@ USERS = {"alice": "s3cret-Pa55word"}
 
 @dataclass(frozen=True)
 class Pki:
-    """A lab CA and two server certificates: one for `localhost`, one for another name."""
+    """The lab CA and two server certificates: one for `localhost`, one for another name."""
 
     ca_file: Path
-    cert_file: Path
-    key_file: Path
-    wrong_cert_file: Path
-    wrong_key_file: Path
+    good: TlsFiles
+    wrong_name: TlsFiles
 
     def server_context(self, *, wrong_name: bool = False) -> ssl.SSLContext:
         """A server-side TLS context presenting the good (or the wrong-name) certificate."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        if wrong_name:
-            context.load_cert_chain(self.wrong_cert_file, self.wrong_key_file)
-        else:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        return context
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _issue(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-    names: list[x509.GeneralName],
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(names), critical=False
-        ).add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
+        return server_context(self.wrong_name if wrong_name else self.good)
 
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """Generated once per run: EC keys keep it fast."""
-    directory = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _issue(
-        "smtp-lab test CA", ca_key, _name("smtp-lab test CA"), ca_key, ca=True, names=[]
+    """Issued once per run by the lab's own issuer; the good certificate also names HOST."""
+    ca_file, files = issue_certificates(
+        tmp_path_factory.mktemp("pki"),
+        {SERVER_NAME: CertificateFault.NONE, OTHER_NAME: CertificateFault.NONE},
+        addresses={SERVER_NAME: [HOST]},
     )
-    (directory / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-
-    def leaf(stem: str, names: list[x509.GeneralName]) -> tuple[Path, Path]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _issue(stem, key, ca_cert.subject, ca_key, ca=False, names=names)
-        cert_file, key_file = directory / f"{stem}.pem", directory / f"{stem}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return cert_file, key_file
-
-    good = leaf(
-        SERVER_NAME,
-        [x509.DNSName(SERVER_NAME), x509.IPAddress(ipaddress.ip_address(HOST))],
-    )
-    wrong = leaf("other.example", [x509.DNSName("other.example")])
-    return Pki(directory / "ca.pem", *good, *wrong)
+    return Pki(ca_file, files[SERVER_NAME], files[OTHER_NAME])
 
 
 # --- aiosmtpd servers --------------------------------------------------------------------------
