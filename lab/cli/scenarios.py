@@ -1,0 +1,79 @@
+"""`smtplab list` and `smtplab validate`: the scenario catalog as a table or JSON, and
+scenario files checked without starting anything."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab.catalog import load_catalog, scenario_files
+from lab.cli.common import add_command, err, out
+from lab.config import settings
+from lab.errors import ScenarioError, UsageError
+from lab.scenario.loader import load_scenario
+
+if TYPE_CHECKING:
+    from lab.cli.common import Commands
+
+
+def add_parsers(commands: Commands) -> None:
+    """Register `list` and `validate`."""
+    sub = add_command(commands, "list", cmd_list, "List the scenarios in the catalog.")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub = add_command(
+        commands, "validate", cmd_validate, "Check scenario files; all of the catalog by default."
+    )
+    sub.add_argument("paths", nargs="*", metavar="PATH")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """`smtplab list`."""
+    scenarios, errors = load_catalog()
+    if args.json:
+        rows = [
+            {
+                "id": s.id,
+                "title": s.title,
+                "level": str(s.level),
+                "tags": s.tags,
+                "outcome": str(s.expect.outcome),
+            }
+            for s in scenarios
+        ]
+        out.print_json(json.dumps(rows))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"Scenarios in {settings.scenarios_dir}")
+        table.add_column("id", no_wrap=True)
+        table.add_column("title")
+        table.add_column("level", no_wrap=True)
+        table.add_column("expected", no_wrap=True)
+        table.add_column("tags")
+        for s in scenarios:
+            table.add_row(s.id, s.title, str(s.level), str(s.expect.outcome), ", ".join(s.tags))
+        out.print(table)
+    for error in errors:
+        err.print(str(error), markup=False)
+    return 2 if errors else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """`smtplab validate [PATH...]`."""
+    paths = [Path(p) for p in args.paths] or scenario_files()
+    if not paths:
+        raise UsageError(f"no scenario files in {settings.scenarios_dir}")
+    failed = 0
+    for path in paths:
+        try:
+            load_scenario(path)
+        except ScenarioError as error:
+            failed += 1
+            for problem in error.problems:
+                err.print(str(problem), markup=False)
+        else:
+            out.print(f"ok  {path}", markup=False)
+    return 2 if failed else 0
