@@ -1,42 +1,27 @@
-"""The lab DNS node: an authoritative server on real UDP and TCP sockets, built on dnspython.
-
-It plays "the internet's DNS" for a lab: every zone the scenario names, and
-NXDOMAIN for every other name (a lab never reaches a real resolver).
-
-The split follows dnspython's `tests/nanonameserver.py`: `DnsHandler.handle`
-takes a parsed query and returns the reply as a value (a message, raw bytes,
-or `None` for silence) with no I/O, so every behaviour, faults included, is
-testable without a socket. `DnsHandler.handle_wire` adds parsing, rendering
-and FORMERR for junk; the socket layer below it only moves bytes and logs.
-"""
+"""The lab DNS's every decision, without I/O: `DnsHandler.handle` turns one parsed query into
+a reply value (a message, raw bytes, or `None` for silence), faults included, as dnspython's
+`tests/nanonameserver.py` does; `handle_wire` adds parsing, size limits and FORMERR for junk,
+so the socket layer (`server`) only moves bytes and logs."""
 
 from __future__ import annotations
 
-import asyncio
-import errno
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import dns.exception
 import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
-import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.CNAME
-import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 from lab.nodes.config import DnsConfig, DnsRecordConfig
-from lab.nodes.events import EventLog
-from lab.scenario.model import DnsFault
-
-DNS_PORT = 53
-"""The lab port key of `RunningDns.ports`, whatever port was really bound."""
+from lab.nodes.dns.records import absolute_name, parse_record, synthetic_ns, synthetic_soa
+from lab.scenario.vocabulary import DnsFault
 
 Transport = Literal["udp", "tcp"]
 HandlerResult = dns.message.Message | bytes | None
@@ -44,57 +29,6 @@ HandlerResult = dns.message.Message | bytes | None
 MAX_CNAME_CHAIN = 8  # like common resolvers: a longer chain is a loop or a mistake
 UDP_DEFAULT_PAYLOAD = 512  # RFC 1035 limit for clients without EDNS
 TCP_MAX_MESSAGE = 65535
-BIND_ATTEMPTS = 5  # an ephemeral UDP port may already be taken for TCP: try another
-
-_SOA_TTL = 300
-_SOA_TIMERS = (1, 3600, 600, 86400, _SOA_TTL)  # serial, refresh, retry, expire, minimum
-
-
-# --- data -------------------------------------------------------------------------------------
-
-
-def _name(text: str) -> dns.name.Name:
-    """An absolute name; a missing final dot is forgiven (the lab has no search domains)."""
-    return dns.name.from_text(text, origin=dns.name.root)
-
-
-def parse_record(record: DnsRecordConfig) -> dns.rrset.RRset:
-    """One configured record as an RRset; ValueError names the record when its text is bad.
-
-    TXT values are taken as the literal string ("v=spf1 a -all"), split into
-    255-byte character-strings as RFC 7208 §3.3 allows, unless they are
-    already in zone-file form (starting with a double quote).
-    """
-    try:
-        owner = _name(record.name)
-        rdtype = dns.rdatatype.from_text(record.type)
-        rdata: dns.rdata.Rdata
-        if rdtype == dns.rdatatype.TXT and not record.value.lstrip().startswith('"'):
-            raw = record.value.encode()
-            chunks = [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
-            rdata = dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, rdtype, chunks)
-        else:
-            rdata = dns.rdata.from_text(
-                dns.rdataclass.IN, rdtype, record.value, origin=dns.name.root, relativize=False
-            )
-    except (dns.exception.DNSException, ValueError) as exc:
-        raise ValueError(f"dns record {record.name} {record.type} {record.value!r}: {exc}") from exc
-    rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, rdtype)
-    rrset.add(rdata, record.ttl)
-    return rrset
-
-
-def _synthetic_soa(zone: dns.name.Name) -> dns.rrset.RRset:
-    ns = dns.name.from_text("ns", origin=zone).to_text()
-    hostmaster = dns.name.from_text("hostmaster", origin=zone).to_text()
-    timers = " ".join(str(value) for value in _SOA_TIMERS)
-    text = f"{ns} {hostmaster} {timers}"
-    return dns.rrset.from_text(zone, _SOA_TTL, "IN", "SOA", text)
-
-
-def _synthetic_ns(zone: dns.name.Name) -> dns.rrset.RRset:
-    ns = dns.name.from_text("ns", origin=zone).to_text()
-    return dns.rrset.from_text(zone, _SOA_TTL, "IN", "NS", ns)
 
 
 def _with_owner(rrset: dns.rrset.RRset, owner: dns.name.Name) -> dns.rrset.RRset:
@@ -126,9 +60,6 @@ class QueryOutcome:
         return fields
 
 
-# --- the handler: every decision, no I/O ------------------------------------------------------
-
-
 class DnsHandler:
     """Authoritative answers from configured records, with per-name faults.
 
@@ -142,9 +73,9 @@ class DnsHandler:
         records: Iterable[DnsRecordConfig],
         faults: Mapping[str, DnsFault] | None = None,
     ) -> None:
-        self.zones: frozenset[dns.name.Name] = frozenset(_name(zone) for zone in zones)
+        self.zones: frozenset[dns.name.Name] = frozenset(absolute_name(zone) for zone in zones)
         self.faults: dict[dns.name.Name, DnsFault] = {
-            _name(name): DnsFault(fault) for name, fault in (faults or {}).items()
+            absolute_name(name): DnsFault(fault) for name, fault in (faults or {}).items()
         }
         # name -> type -> rrset; dns.name.Name hashes case-insensitively.
         self.data: dict[dns.name.Name, dict[dns.rdatatype.RdataType, dns.rrset.RRset]] = {}
@@ -158,8 +89,8 @@ class DnsHandler:
                 node[rrset.rdtype] = rrset
         for zone in self.zones:
             node = self.data.setdefault(zone, {})
-            node.setdefault(dns.rdatatype.SOA, _synthetic_soa(zone))
-            node.setdefault(dns.rdatatype.NS, _synthetic_ns(zone))
+            node.setdefault(dns.rdatatype.SOA, synthetic_soa(zone))
+            node.setdefault(dns.rdatatype.NS, synthetic_ns(zone))
         # A name "exists" (NODATA rather than NXDOMAIN, RFC 8020) when it or a
         # name below it owns data: include every ancestor (empty non-terminals).
         self.existing: set[dns.name.Name] = set()
@@ -333,178 +264,3 @@ class DnsHandler:
                 response.set_opcode(dns.opcode.from_flags(wire[2] << 8))
         response.set_rcode(dns.rcode.FORMERR)
         return QueryOutcome(response.to_wire(), qname, qtype, "FORMERR", error=error)
-
-
-# --- the socket layer: a thin runner ----------------------------------------------------------
-
-
-def _peer_text(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer)
-
-
-class _Dispatcher:
-    """Calls the handler and records the event; shared by both transports."""
-
-    def __init__(self, handler: DnsHandler, log: EventLog) -> None:
-        self.handler = handler
-        self.log = log
-
-    def process(self, wire: bytes, transport: Transport, peer: Any) -> bytes | None:
-        outcome = self.handler.handle_wire(wire, transport)
-        self.log.emit("query", **outcome.event_fields(), transport=transport, peer=_peer_text(peer))
-        return outcome.reply
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, dispatcher: _Dispatcher) -> None:
-        self.dispatcher = dispatcher
-        self.transport: asyncio.DatagramTransport | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's datagram transport does not subclass DatagramTransport.
-        self.transport = cast("asyncio.DatagramTransport", transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        reply = self.dispatcher.process(data, "udp", addr)
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # ICMP unreachable from a client that went away: nothing to do
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-class _TcpProtocol(asyncio.Protocol):
-    """RFC 1035 §4.2.2 framing: each message preceded by its 2-byte length."""
-
-    def __init__(self, dispatcher: _Dispatcher, connections: set[_TcpProtocol]) -> None:
-        self.dispatcher = dispatcher
-        self.connections = connections
-        self.transport: asyncio.Transport | None = None
-        self.peer: Any = None
-        self.buffer = bytearray()
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.peer = transport.get_extra_info("peername")
-        self.connections.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while len(self.buffer) >= 2:
-            length = int.from_bytes(self.buffer[:2], "big")
-            if len(self.buffer) < 2 + length:
-                break
-            wire = bytes(self.buffer[2 : 2 + length])
-            del self.buffer[: 2 + length]
-            reply = self.dispatcher.process(wire, "tcp", self.peer)
-            if reply is not None and self.transport is not None:
-                self.transport.write(len(reply).to_bytes(2, "big") + reply)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.connections.discard(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-class RunningDns:
-    """A started DNS node (satisfies `lab.nodes.base.RunningNode`)."""
-
-    def __init__(
-        self,
-        handler: DnsHandler,
-        log: EventLog,
-        udp: _UdpProtocol,
-        tcp: asyncio.Server,
-        connections: set[_TcpProtocol],
-        host: str,
-        port: int,
-    ) -> None:
-        self.handler = handler
-        self.log = log
-        self.host = host
-        self.port = port
-        self._udp = udp
-        self._tcp = tcp
-        self._connections = connections
-        self._stopped = False
-
-    @property
-    def ports(self) -> dict[int, int]:
-        """{53: the port bound for both UDP and TCP}."""
-        return {DNS_PORT: self.port}
-
-    async def stop(self) -> None:
-        """Close both listeners and every open TCP connection, then the event log."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._tcp.close()
-        if self._udp.transport is not None:
-            self._udp.transport.close()
-        connections = list(self._connections)
-        for connection in connections:
-            if connection.transport is not None:
-                connection.transport.close()
-        # Wait for the transports to really close their sockets (no ResourceWarning).
-        await asyncio.gather(self._udp.closed, *(connection.closed for connection in connections))
-        await self._tcp.wait_closed()
-        self.log.close()
-
-
-async def _bind(
-    host: str, port: int, dispatcher: _Dispatcher, connections: set[_TcpProtocol]
-) -> tuple[_UdpProtocol, asyncio.Server, int]:
-    """UDP first (the kernel picks a free port when asked for 0), then TCP on the same number."""
-    loop = asyncio.get_running_loop()
-    attempts = BIND_ATTEMPTS if port == 0 else 1
-    for attempt in range(attempts):
-        udp_transport, udp = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(dispatcher), local_addr=(host, port)
-        )
-        try:
-            bound = int(udp_transport.get_extra_info("sockname")[1])
-            tcp = await loop.create_server(
-                lambda: _TcpProtocol(dispatcher, connections), host, bound, backlog=1024
-            )
-        except BaseException as exc:
-            udp_transport.close()
-            await udp.closed
-            retry = isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
-            if not retry or attempt == attempts - 1:
-                raise
-            continue
-        return udp, tcp, bound
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def start(config: DnsConfig) -> RunningDns:
-    """Bind UDP and TCP and return once both listen; bad records raise ValueError first."""
-    handler = DnsHandler.from_config(config)
-    log = EventLog(config.data_dir, config.name)
-    dispatcher = _Dispatcher(handler, log)
-    connections: set[_TcpProtocol] = set()
-    try:
-        udp, tcp, port = await _bind(config.listen_host, config.port, dispatcher, connections)
-    except BaseException:
-        log.close()
-        raise
-    log.emit("ready", host=config.listen_host, port=port, zones=sorted(config.zones))
-    return RunningDns(handler, log, udp, tcp, connections, config.listen_host, port)
-
-
-async def serve(config: DnsConfig) -> None:
-    """Run the DNS node until cancelled (`python -m lab.nodes dns config.json`)."""
-    running = await start(config)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await running.stop()
