@@ -37,7 +37,7 @@ from tui.widgets.verdict import VerdictPanel
 if TYPE_CHECKING:
     from lab.runs import RunReport
     from lab.runtime.base import Lab
-    from tui.app import SmtpLabApp
+    from tui.host import WorkbenchHost
 
 _STATUS_MARKS = {Status.FAIL: Mark.FAIL, Status.WARN: Mark.WARN, Status.OK: Mark.OK}
 _GOOD = {Outcome.DELIVERED}
@@ -75,10 +75,11 @@ class WorkbenchScreen(Screen[None]):
         Binding("escape", "back", "Library"),
     ]
 
-    def __init__(self, scenario: Scenario, lab: Lab) -> None:
+    def __init__(self, scenario: Scenario, lab: Lab, host: WorkbenchHost) -> None:
         super().__init__(id="workbench")
         self.scenario = scenario
         self.lab = lab
+        self.host = host
         self.run_number = 0  # diagnosis runs; events of an older run are dropped
         self.pending: deque[Step | Diagnosis] = deque()
         self.engine_done = False
@@ -91,14 +92,6 @@ class WorkbenchScreen(Screen[None]):
         self.sending = False
         self.last_report: RunReport | None = None
         self.timer = CaseTimer()  # re-made with the app's clock once mounted
-
-    @property
-    def smtp_app(self) -> SmtpLabApp:
-        """The app, typed."""
-        from tui.app import SmtpLabApp
-
-        assert isinstance(self.app, SmtpLabApp)
-        return self.app
 
     # --- layout ---------------------------------------------------------------------------
 
@@ -114,7 +107,7 @@ class WorkbenchScreen(Screen[None]):
                     box.border_title = "Topology"
                     yield TopologyView(self.scenario, id="topology", layout="stack")
             with Vertical(id="right-column"):
-                stepper = DiagnosisStepper(id="stepper", timings=self.smtp_app.show_timings)
+                stepper = DiagnosisStepper(id="stepper", timings=self.host.show_timings)
                 stepper.border_title = "Diagnosis"
                 yield stepper
                 verdict = VerdictPanel(id="verdict")
@@ -146,7 +139,7 @@ class WorkbenchScreen(Screen[None]):
                 (self.scenario.title, "bold"),
             )
         )
-        self.timer = CaseTimer(clock=self.smtp_app.clock)
+        self.timer = CaseTimer(clock=self.host.clock)
         self.timer.start()
         self.start_diagnosis(self.scenario.client[1].settings)
         stepper.step_list.focus()
@@ -165,7 +158,7 @@ class WorkbenchScreen(Screen[None]):
         text.append(" send with the settings on the left   ")
         text.append("?", style="bold reverse")
         text.append(" help")
-        if self.smtp_app.training is not None:
+        if self.host.training is not None:
             text.append("\n\nTraining: ", style="bold magenta")
             text.append("before the verdict you will pick the cause from a short list.")
         return text
@@ -189,7 +182,7 @@ class WorkbenchScreen(Screen[None]):
     async def run_engine(self, settings: MailSettings, run: int) -> None:
         """Iterate the engine, posting each step and the verdict as they come."""
         try:
-            async for event in self.smtp_app.diagnose(self.lab, settings):
+            async for event in self.host.diagnose(self.lab, settings):
                 self.post_message(DiagnosisEvent(event, run))
         except LabError as error:
             self.post_message(DiagnosisFinished(run, str(error)))
@@ -263,7 +256,7 @@ class WorkbenchScreen(Screen[None]):
             follows = "n: reveal the verdict" if self._verdict_next() else "n: next step"
             stepper.set_status(Text(f"Step {len(stepper.steps)} · {follows}", style="italic"))
             return
-        if self.smtp_app.training is not None and self.answer is None:
+        if self.host.training is not None and self.answer is None:
             self.held_verdict = event
             self.ask_cause(event)
         else:
@@ -302,9 +295,7 @@ class WorkbenchScreen(Screen[None]):
         """Training: the trainee commits to a cause before the verdict is shown."""
         from tui.screens.hypothesis import HypothesisScreen
 
-        choices = self.smtp_app.cause_choices(
-            self.scenario, self.expected_entry(diagnosis), diagnosis
-        )
+        choices = self.host.cause_choices(self.scenario, self.expected_entry(diagnosis), diagnosis)
 
         def picked(entry: str | None) -> None:
             if entry is None:
@@ -317,7 +308,7 @@ class WorkbenchScreen(Screen[None]):
 
     def record_answer(self, diagnosis: Diagnosis, entry: str, choices: list[Choice]) -> None:
         """Save the trainee's answer, then reveal the verdict."""
-        training = self.smtp_app.training
+        training = self.host.training
         assert training is not None
         self.answer = training.record(
             scenario=self.scenario.id,
@@ -333,7 +324,7 @@ class WorkbenchScreen(Screen[None]):
     def _answer_text(self) -> Text | None:
         if self.answer is None:
             return None
-        training = self.smtp_app.training
+        training = self.host.training
         score = f" · session score {training.score}" if training is not None else ""
         if self.answer.correct:
             return Text.assemble(
@@ -447,7 +438,7 @@ class WorkbenchScreen(Screen[None]):
         self.query_one("#transcript", TranscriptView).show(
             f"Transcript · {label} #{self.sends} · {report.outcome}",
             report.send.transcript.lines,
-            stages=stages if self.smtp_app.show_timings else None,
+            stages=stages if self.host.show_timings else None,
             footer=summary,
         )
         status = Text.assemble(("Last send: ", "bold"), summary)
@@ -458,7 +449,7 @@ class WorkbenchScreen(Screen[None]):
             self.query_one("#verdict", VerdictPanel).show_fix(
                 Text.assemble(("Fix applied and re-sent: ", "bold"), summary)
             )
-            training = self.smtp_app.training
+            training = self.host.training
             if training is not None and self.answer is not None:
                 training.fix_result(self.scenario.id, report.outcome is Outcome.DELIVERED)
         self.refresh_lab_views(force=True)
@@ -530,4 +521,4 @@ class WorkbenchScreen(Screen[None]):
         if self.focused is not None and form in self.focused.ancestors_with_self:
             self.query_one("#stepper", DiagnosisStepper).step_list.focus()
             return
-        self.smtp_app.close_workbench()
+        self.host.close_workbench()
