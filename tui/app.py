@@ -21,6 +21,7 @@ from textual.binding import Binding, BindingType
 
 from lab.catalog import load
 from lab.config import settings as lab_settings
+from tui.host import Diagnose, Progress
 from tui.training import Choice, TrainingSession, default_directory, short_list
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from lab.scenario.model import MailSettings, Scenario
     from tui.training import CatalogEntry
 
-Diagnose = Callable[["Lab", "MailSettings"], AsyncIterator["Step | Diagnosis"]]
-Progress = Callable[[str], None]
 Causes = Callable[[], Sequence["CatalogEntry"]]
 # How long `q` waits for cancelled workers before taking the lab down regardless.
 WORKER_GRACE = 5.0
@@ -122,7 +121,7 @@ class SmtpLabApp(App[None]):
 
         if self.training is not None:
             self.title = "smtp-lab · training"
-        self.push_screen(LibraryScreen())
+        self.push_screen(LibraryScreen(self))
         if self.initial_scenario is not None:
             self.open_briefing(self.initial_scenario)
 
@@ -130,13 +129,13 @@ class SmtpLabApp(App[None]):
         """Show a case's ticket and topology."""
         from tui.screens.briefing import BriefingScreen
 
-        self.push_screen(BriefingScreen(scenario))
+        self.push_screen(BriefingScreen(scenario, self))
 
     def open_workbench(self, scenario: Scenario, lab: Lab) -> None:
         """Replace the briefing with the workbench of the lab that just came up."""
         from tui.screens.workbench import WorkbenchScreen
 
-        self.switch_screen(WorkbenchScreen(scenario, lab))
+        self.switch_screen(WorkbenchScreen(scenario, lab, self))
 
     def close_workbench(self) -> None:
         """Back to the library; the lab goes down in the background."""

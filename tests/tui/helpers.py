@@ -65,9 +65,20 @@ FIX = {
     "auth": {"user": "alice@example.com", "password": "correct-horse"},
 }
 
+VERDICT = Diagnosis(
+    entry="port-blocked-timeout",
+    title="Outbound port 25 blocked",
+    cause="The customer's ISP drops outgoing connections to port 25.",
+    explanation="Your provider blocks port 25 to stop spam; use the submission port 587.",
+    confirm="telnet mail.example.com 587 answers; 25 hangs.",
+    remedy=Remedy("Send on port 587 with STARTTLS and your mailbox login.", FIX),
+    failed_probe=Probe.PORTS,
+    node="isp",
+)
+
 
 async def scripted_engine(lab: Lab, settings: MailSettings) -> AsyncIterator[Step | Diagnosis]:
-    """Fixed steps for blocked-port-25, with fixed timings: for stable snapshots."""
+    """Fixed steps for blocked-port-25, with fixed timings, then `VERDICT`: for stable snapshots."""
     yield Step(
         Probe.RESOLVE,
         Status.OK,
@@ -100,16 +111,7 @@ async def scripted_engine(lab: Lab, settings: MailSettings) -> AsyncIterator[Ste
         {},
         "Nothing to learn until a connection opens.",
     )
-    yield Diagnosis(
-        entry="port-blocked-timeout",
-        title="Outbound port 25 blocked",
-        cause="The customer's ISP drops outgoing connections to port 25.",
-        explanation="Your provider blocks port 25 to stop spam; use the submission port 587.",
-        confirm="telnet mail.example.com 587 answers; 25 hangs.",
-        remedy=Remedy("Send on port 587 with STARTTLS and your mailbox login.", FIX),
-        failed_probe=Probe.PORTS,
-        node="isp",
-    )
+    yield VERDICT
 
 
 def text_of(widget: object) -> str:

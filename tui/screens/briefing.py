@@ -25,7 +25,7 @@ from tui.messages import LabFailed, LabProgress, LabReady
 from tui.widgets.topology import TopologyView
 
 if TYPE_CHECKING:
-    from tui.app import SmtpLabApp
+    from tui.host import BriefingHost
 
 
 def settings_summary(scenario: Scenario) -> Text:
@@ -47,18 +47,11 @@ class BriefingScreen(Screen[None]):
         Binding("escape", "back", "Back to library", show=True),
     ]
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, host: BriefingHost) -> None:
         super().__init__(id="briefing")
         self.scenario = scenario
+        self.host = host
         self.starting = False
-
-    @property
-    def smtp_app(self) -> SmtpLabApp:
-        """The app, typed."""
-        from tui.app import SmtpLabApp
-
-        assert isinstance(self.app, SmtpLabApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         scenario = self.scenario
@@ -89,7 +82,7 @@ class BriefingScreen(Screen[None]):
         self.sub_title = f"Briefing · {self.scenario.id}"
         self.query_one("#start-progress").display = False
         self.query_one("#start-status", Static).update(
-            Text(f"Backend: {self.smtp_app.backend_label}", style="dim")
+            Text(f"Backend: {self.host.backend_label}", style="dim")
         )
         self.query_one("#start", Button).focus()
 
@@ -113,7 +106,7 @@ class BriefingScreen(Screen[None]):
         self.query_one("#start", Button).disabled = True
         self.query_one("#start-progress").display = True
         status = Text()
-        status.append(f"Starting {self.scenario.id} on the {self.smtp_app.backend_label} backend…")
+        status.append(f"Starting {self.scenario.id} on the {self.host.backend_label} backend…")
         self.query_one("#start-status", Static).update(status)
         self.start_lab()
 
@@ -126,7 +119,7 @@ class BriefingScreen(Screen[None]):
             self.post_message(LabProgress(line))
 
         try:
-            lab = await self.smtp_app.bring_up(self.scenario, progress=progress)
+            lab = await self.host.bring_up(self.scenario, progress=progress)
         except LabError as error:
             self.post_message(LabFailed(self.scenario, str(error)))
         except Exception as error:  # anything else is still shown in the app, not thrown out
@@ -139,13 +132,13 @@ class BriefingScreen(Screen[None]):
         if not self.starting:
             return
         status = Text()
-        status.append(f"Starting {self.scenario.id} on the {self.smtp_app.backend_label} backend…")
+        status.append(f"Starting {self.scenario.id} on the {self.host.backend_label} backend…")
         status.append(f"\n{message.line}", style="dim")
         self.query_one("#start-status", Static).update(status)
 
     def on_lab_ready(self, message: LabReady) -> None:
         self.starting = False
-        self.smtp_app.open_workbench(message.scenario, message.lab)
+        self.host.open_workbench(message.scenario, message.lab)
 
     def on_lab_failed(self, message: LabFailed) -> None:
         self.starting = False

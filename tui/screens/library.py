@@ -21,7 +21,7 @@ from lab.scenario.model import Level, Scenario
 from tui.topology_art import fit
 
 if TYPE_CHECKING:
-    from tui.app import SmtpLabApp
+    from tui.host import LibraryHost
 
 LEVEL_STYLES = {
     Level.BEGINNER: "green",
@@ -47,20 +47,13 @@ class LibraryScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, host: LibraryHost) -> None:
         super().__init__(id="library")
+        self.host = host
         self.scenarios: list[Scenario] = []
         self.shown: list[Scenario] = []
         self.load_errors: list[str] = []
         self._widths = {"title": 60, "tags": 30}
-
-    @property
-    def smtp_app(self) -> SmtpLabApp:
-        """The app, typed."""
-        from tui.app import SmtpLabApp
-
-        assert isinstance(self.app, SmtpLabApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -109,14 +102,14 @@ class LibraryScreen(Screen[None]):
 
     def refresh_intro(self) -> None:
         """The line above the filter: what to do, and the training score in training mode."""
-        app = self.smtp_app
+        host = self.host
         text = Text()
         text.append(f"{len(self.scenarios)} cases", style="bold")
-        text.append(f" · backend: {app.backend_label}")
+        text.append(f" · backend: {host.backend_label}")
         text.append(" · type to filter, ↑↓ to choose, Enter to open, ? for help")
-        if app.training is not None:
+        if host.training is not None:
             text.append("\nTraining mode", style="bold magenta")
-            text.append(f" · score {app.training.score} · ctrl+t: session summary")
+            text.append(f" · score {host.training.score} · ctrl+t: session summary")
         self.query_one("#library-intro", Static).update(text)
 
     def _fill(self, query: str) -> None:
@@ -124,7 +117,7 @@ class LibraryScreen(Screen[None]):
         current = self.highlighted
         table.clear()
         self.shown = [s for s in self.scenarios if matches(s, query)]
-        training = self.smtp_app.training
+        training = self.host.training
         widths = self._widths
         for scenario in self.shown:
             title = Text(fit(scenario.title, widths["title"] - 3))
@@ -198,4 +191,4 @@ class LibraryScreen(Screen[None]):
         if scenario is None:
             self.notify("No case matches the filter.", severity="warning")
             return
-        self.smtp_app.open_briefing(scenario)
+        self.host.open_briefing(scenario)

@@ -2,14 +2,14 @@
 
 Three kinds of long work run in exclusive workers, so the screen never
 freezes: the diagnosis engine (its steps are buffered as they arrive and
-revealed one per `n`), a send (followed to delivery or bounce), and the
-periodic re-reading of mailboxes and node logs. The screen only routes events
-to widgets; the engine decides, the lab runs, the widgets draw.
+revealed one per `n`: `tui.stepping`), a send (followed to delivery or
+bounce: `tui.sending`), and the periodic re-reading of mailboxes and node
+logs. The screen only routes events to widgets; the engine decides, the lab
+runs, the widgets draw.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -21,10 +21,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from lab.diagnosis.events import Diagnosis, Status, Step
-from lab.errors import LabError
-from lab.scenario.model import MailSettings, MailSettingsPatch, Outcome, Scenario
+from lab.scenario.model import MailSettings, Outcome, Scenario
 from tui.messages import DiagnosisEvent, DiagnosisFinished, SendFailed, SendFinished
-from tui.topology_art import Mark
+from tui.sending import apply_remedy, outcome_text, post_send
+from tui.stepping import StepFeed, post_diagnosis, step_marks
 from tui.training import CaseResult, CaseTimer, Choice
 from tui.widgets.logs import LogsView
 from tui.widgets.mailboxes import MailboxesView
@@ -32,31 +32,14 @@ from tui.widgets.settings_form import FormError, SettingsForm
 from tui.widgets.stepper import DiagnosisStepper
 from tui.widgets.topology import TopologyView
 from tui.widgets.transcript import TranscriptView
-from tui.widgets.verdict import VerdictPanel
+from tui.widgets.verdict import VerdictPanel, answer_text
 
 if TYPE_CHECKING:
     from lab.runs import RunReport
     from lab.runtime.base import Lab
-    from tui.app import SmtpLabApp
+    from tui.host import WorkbenchHost
 
-_STATUS_MARKS = {Status.FAIL: Mark.FAIL, Status.WARN: Mark.WARN, Status.OK: Mark.OK}
-_GOOD = {Outcome.DELIVERED}
 REFRESH_SECONDS = 1.0
-
-
-def outcome_text(report: RunReport) -> Text:
-    """`✓ delivered — delivered to bob@example.net on mx` or the failure, coloured."""
-    good = report.outcome in _GOOD
-    text = Text()
-    text.append("✓ " if good else "✗ ", style="bold green" if good else "bold red")
-    text.append(str(report.outcome), style="bold green" if good else "bold red")
-    if report.stage and not good:
-        text.append(f" at {report.stage}")
-    codes = " ".join(str(code) for code in (report.code, report.enhanced) if code)
-    if codes and not good:
-        text.append(f" [{codes}]", style="bold")
-    text.append(f" — {report.text}")
-    return text
 
 
 class WorkbenchScreen(Screen[None]):
@@ -75,15 +58,12 @@ class WorkbenchScreen(Screen[None]):
         Binding("escape", "back", "Library"),
     ]
 
-    def __init__(self, scenario: Scenario, lab: Lab) -> None:
+    def __init__(self, scenario: Scenario, lab: Lab, host: WorkbenchHost) -> None:
         super().__init__(id="workbench")
         self.scenario = scenario
         self.lab = lab
-        self.run_number = 0  # diagnosis runs; events of an older run are dropped
-        self.pending: deque[Step | Diagnosis] = deque()
-        self.engine_done = False
-        self.engine_error: str | None = None
-        self.want_next = False
+        self.host = host
+        self.feed = StepFeed()
         self.diagnosis: Diagnosis | None = None  # the verdict, once revealed
         self.held_verdict: Diagnosis | None = None  # arrived, waiting for the trainee's answer
         self.answer: CaseResult | None = None
@@ -93,12 +73,9 @@ class WorkbenchScreen(Screen[None]):
         self.timer = CaseTimer()  # re-made with the app's clock once mounted
 
     @property
-    def smtp_app(self) -> SmtpLabApp:
-        """The app, typed."""
-        from tui.app import SmtpLabApp
-
-        assert isinstance(self.app, SmtpLabApp)
-        return self.app
+    def want_next(self) -> bool:
+        """The trainee asked for the next step and waits for the engine to produce it."""
+        return self.feed.waiting
 
     # --- layout ---------------------------------------------------------------------------
 
@@ -114,7 +91,7 @@ class WorkbenchScreen(Screen[None]):
                     box.border_title = "Topology"
                     yield TopologyView(self.scenario, id="topology", layout="stack")
             with Vertical(id="right-column"):
-                stepper = DiagnosisStepper(id="stepper", timings=self.smtp_app.show_timings)
+                stepper = DiagnosisStepper(id="stepper", timings=self.host.show_timings)
                 stepper.border_title = "Diagnosis"
                 yield stepper
                 verdict = VerdictPanel(id="verdict")
@@ -146,7 +123,7 @@ class WorkbenchScreen(Screen[None]):
                 (self.scenario.title, "bold"),
             )
         )
-        self.timer = CaseTimer(clock=self.smtp_app.clock)
+        self.timer = CaseTimer(clock=self.host.clock)
         self.timer.start()
         self.start_diagnosis(self.scenario.client[1].settings)
         stepper.step_list.focus()
@@ -165,7 +142,7 @@ class WorkbenchScreen(Screen[None]):
         text.append(" send with the settings on the left   ")
         text.append("?", style="bold reverse")
         text.append(" help")
-        if self.smtp_app.training is not None:
+        if self.host.training is not None:
             text.append("\n\nTraining: ", style="bold magenta")
             text.append("before the verdict you will pick the cause from a short list.")
         return text
@@ -178,46 +155,25 @@ class WorkbenchScreen(Screen[None]):
 
     def start_diagnosis(self, settings: MailSettings) -> None:
         """Run the engine (again) with `settings`; earlier runs' events are ignored."""
-        self.run_number += 1
-        self.pending.clear()
-        self.engine_done = False
-        self.engine_error = None
-        self.want_next = False
-        self.run_engine(settings, self.run_number)
+        self.run_engine(settings, self.feed.restart())
 
     @work(exclusive=True, group="diagnosis")
     async def run_engine(self, settings: MailSettings, run: int) -> None:
         """Iterate the engine, posting each step and the verdict as they come."""
-        try:
-            async for event in self.smtp_app.diagnose(self.lab, settings):
-                self.post_message(DiagnosisEvent(event, run))
-        except LabError as error:
-            self.post_message(DiagnosisFinished(run, str(error)))
-        except Exception as error:  # shown in the stepper; the app goes on
-            self.log.error("diagnosis failed", error)
-            self.post_message(DiagnosisFinished(run, f"{type(error).__name__}: {error}"))
-        else:
-            self.post_message(DiagnosisFinished(run))
+        await post_diagnosis(self, self.host.diagnose, self.lab, settings, run)
 
     def on_diagnosis_event(self, message: DiagnosisEvent) -> None:
-        if message.run != self.run_number:
-            return
-        self.pending.append(message.event)
-        if self.want_next:
-            self.want_next = False
+        if self.feed.add(message.event, message.run):
             self.reveal_next()
 
     def on_diagnosis_finished(self, message: DiagnosisFinished) -> None:
-        if message.run != self.run_number:
+        if message.run != self.feed.run:
             return
-        self.engine_done = True
-        self.engine_error = message.error
+        starved = self.feed.finish(message.error)
         if message.error is not None:
-            self.want_next = False
             stepper = self.query_one("#stepper", DiagnosisStepper)
             stepper.set_status(Text(f"Diagnosis failed: {message.error}", style="bold red"))
-        elif self.want_next and not self.pending:
-            self.want_next = False
+        elif starved:
             self._no_more_steps()
 
     def action_next_step(self) -> None:
@@ -225,16 +181,16 @@ class WorkbenchScreen(Screen[None]):
         if self.held_verdict is not None:
             self.ask_cause(self.held_verdict)
             return
-        if self.pending:
+        if self.feed.pending:
             self.reveal_next()
             return
         stepper = self.query_one("#stepper", DiagnosisStepper)
-        if self.engine_error is not None:
-            self.notify(self.engine_error, title="Diagnosis failed", severity="error")
-        elif self.engine_done:
+        if self.feed.error is not None:
+            self.notify(self.feed.error, title="Diagnosis failed", severity="error")
+        elif self.feed.done:
             self._no_more_steps()
         else:
-            self.want_next = True
+            self.feed.waiting = True
             stepper.set_status(Text("Probing… the next step appears when it is done", "italic"))
 
     def _no_more_steps(self) -> None:
@@ -246,31 +202,19 @@ class WorkbenchScreen(Screen[None]):
 
     def reveal_next(self) -> None:
         """Show the next buffered event (a run of skipped steps counts as one)."""
-        event = self.pending.popleft()
-        stepper = self.query_one("#stepper", DiagnosisStepper)
-        if isinstance(event, Step):
-            stepper.add_step(event)
-            # Steps not reached after a failure say nothing new: show them with it, at once.
-            while (
-                event.status is Status.SKIPPED
-                and self.pending
-                and isinstance(self.pending[0], Step)
-                and self.pending[0].status is Status.SKIPPED
-            ):
-                event = self.pending.popleft()
-                assert isinstance(event, Step)
-                stepper.add_step(event)
-            follows = "n: reveal the verdict" if self._verdict_next() else "n: next step"
+        event = self.feed.take()
+        if isinstance(event, list):
+            stepper = self.query_one("#stepper", DiagnosisStepper)
+            for step in event:
+                stepper.add_step(step)
+            follows = "n: reveal the verdict" if self.feed.verdict_next else "n: next step"
             stepper.set_status(Text(f"Step {len(stepper.steps)} · {follows}", style="italic"))
             return
-        if self.smtp_app.training is not None and self.answer is None:
+        if self.host.training is not None and self.answer is None:
             self.held_verdict = event
             self.ask_cause(event)
         else:
             self.show_verdict(event)
-
-    def _verdict_next(self) -> bool:
-        return bool(self.pending) and isinstance(self.pending[0], Diagnosis)
 
     def show_verdict(self, diagnosis: Diagnosis) -> None:
         """Reveal the verdict and mark the node where things went wrong."""
@@ -302,9 +246,7 @@ class WorkbenchScreen(Screen[None]):
         """Training: the trainee commits to a cause before the verdict is shown."""
         from tui.screens.hypothesis import HypothesisScreen
 
-        choices = self.smtp_app.cause_choices(
-            self.scenario, self.expected_entry(diagnosis), diagnosis
-        )
+        choices = self.host.cause_choices(self.scenario, self.expected_entry(diagnosis), diagnosis)
 
         def picked(entry: str | None) -> None:
             if entry is None:
@@ -317,7 +259,7 @@ class WorkbenchScreen(Screen[None]):
 
     def record_answer(self, diagnosis: Diagnosis, entry: str, choices: list[Choice]) -> None:
         """Save the trainee's answer, then reveal the verdict."""
-        training = self.smtp_app.training
+        training = self.host.training
         assert training is not None
         self.answer = training.record(
             scenario=self.scenario.id,
@@ -333,16 +275,8 @@ class WorkbenchScreen(Screen[None]):
     def _answer_text(self) -> Text | None:
         if self.answer is None:
             return None
-        training = self.smtp_app.training
-        score = f" · session score {training.score}" if training is not None else ""
-        if self.answer.correct:
-            return Text.assemble(
-                ("✓ Correct! ", "bold green"), f"({self.answer.seconds:.0f} s){score}\n"
-            )
-        return Text.assemble(
-            ("✗ Not quite. ", "bold red"),
-            f"You chose {self.answer.chosen}; the cause is {self.answer.expected}.{score}\n",
-        )
+        training = self.host.training
+        return answer_text(self.answer, str(training.score) if training is not None else None)
 
     # --- selection, marks, transcript -----------------------------------------------------
 
@@ -356,17 +290,9 @@ class WorkbenchScreen(Screen[None]):
 
     def _update_marks(self, selected: Step | None = None) -> None:
         """Failures and warnings of revealed steps stay marked; the selected step's node too."""
-        marks: dict[str, Mark] = {}
-        for step in self.query_one("#stepper", DiagnosisStepper).steps:
-            mark = _STATUS_MARKS.get(step.status)
-            if step.node and mark is not None and mark is not Mark.OK:
-                marks[step.node] = mark
-        if selected is not None and selected.node and selected.node not in marks:
-            mark = _STATUS_MARKS.get(selected.status)
-            if mark is not None:
-                marks[selected.node] = mark
-        if self.diagnosis is not None and self.diagnosis.node:
-            marks[self.diagnosis.node] = Mark.FAIL
+        steps = self.query_one("#stepper", DiagnosisStepper).steps
+        failed_node = self.diagnosis.node if self.diagnosis is not None else None
+        marks = step_marks(steps, selected, failed_node)
         self.query_one("#topology", TopologyView).set_marks(marks)
 
     # --- sending --------------------------------------------------------------------------
@@ -397,7 +323,7 @@ class WorkbenchScreen(Screen[None]):
         except FormError:
             base = self.scenario.client[1].settings
         try:
-            fixed = MailSettingsPatch.model_validate(diagnosis.remedy.settings).apply(base)
+            fixed = apply_remedy(diagnosis, base)
         except ValueError as error:
             self.notify(str(error), title="The remedy does not apply", severity="error")
             return
@@ -425,17 +351,7 @@ class WorkbenchScreen(Screen[None]):
     @work(exclusive=True, group="send")
     async def run_send(self, settings: MailSettings, fix: bool) -> None:
         """Send once and follow the message to its fate."""
-        from lab.runs import run_once
-
-        try:
-            report = await run_once(self.lab, settings)
-        except LabError as error:
-            self.post_message(SendFailed(str(error)))
-        except Exception as error:
-            self.log.error("send failed", error)
-            self.post_message(SendFailed(f"{type(error).__name__}: {error}"))
-        else:
-            self.post_message(SendFinished(report, fix=fix))
+        await post_send(self, self.lab, settings, fix)
 
     def on_send_finished(self, message: SendFinished) -> None:
         self.sending = False
@@ -447,7 +363,7 @@ class WorkbenchScreen(Screen[None]):
         self.query_one("#transcript", TranscriptView).show(
             f"Transcript · {label} #{self.sends} · {report.outcome}",
             report.send.transcript.lines,
-            stages=stages if self.smtp_app.show_timings else None,
+            stages=stages if self.host.show_timings else None,
             footer=summary,
         )
         status = Text.assemble(("Last send: ", "bold"), summary)
@@ -458,7 +374,7 @@ class WorkbenchScreen(Screen[None]):
             self.query_one("#verdict", VerdictPanel).show_fix(
                 Text.assemble(("Fix applied and re-sent: ", "bold"), summary)
             )
-            training = self.smtp_app.training
+            training = self.host.training
             if training is not None and self.answer is not None:
                 training.fix_result(self.scenario.id, report.outcome is Outcome.DELIVERED)
         self.refresh_lab_views(force=True)
@@ -530,4 +446,4 @@ class WorkbenchScreen(Screen[None]):
         if self.focused is not None and form in self.focused.ancestors_with_self:
             self.query_one("#stepper", DiagnosisStepper).step_list.focus()
             return
-        self.smtp_app.close_workbench()
+        self.host.close_workbench()

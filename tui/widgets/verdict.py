@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from lab.diagnosis.events import Diagnosis
+from tui.training import CaseResult
 
 
 def remedy_settings_text(settings: dict[str, object]) -> str:
@@ -27,6 +28,17 @@ def remedy_settings_text(settings: dict[str, object]) -> str:
         else:
             parts.append(f"{key} {value}")
     return ", ".join(parts)
+
+
+def answer_text(answer: CaseResult, score: str | None) -> Text:
+    """The trainee's result line: right or wrong, the time taken, the session score."""
+    tail = f" · session score {score}" if score is not None else ""
+    if answer.correct:
+        return Text.assemble(("✓ Correct! ", "bold green"), f"({answer.seconds:.0f} s){tail}\n")
+    return Text.assemble(
+        ("✗ Not quite. ", "bold red"),
+        f"You chose {answer.chosen}; the cause is {answer.expected}.{tail}\n",
+    )
 
 
 class VerdictPanel(VerticalScroll):
