@@ -1,4 +1,5 @@
-"""Fixtures for node tests: lab certificates, mail servers on real sockets, SMTP clients.
+"""Fixtures for node tests: lab certificates, mail servers on real sockets, SMTP clients
+and the helpers of their conversations.
 
 Mail servers run in the test's own event loop (as in the local backend);
 the blocking `smtplib` clients run in a worker thread (`asyncio.to_thread`)
@@ -7,13 +8,15 @@ so that the loop keeps serving while they talk.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import smtplib
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,6 +26,7 @@ from lab.nodes.events import EventLog
 from lab.nodes.mailserver import server
 from lab.nodes.mailserver.store import MailStore
 from lab.nodes.tls import issue_certificates
+from lab.replies import Reply
 from lab.scenario.model import AuthPolicy, CertificateFault, ListenerTls
 
 HOSTNAME = "mx.example.com"
@@ -32,6 +36,18 @@ FAULTY = {
     "selfsigned.example.com": CertificateFault.SELF_SIGNED,
 }
 LOCALHOST = "127.0.0.1"
+ALICE = ("alice", "s3cret-Alice")
+MESSAGE = (
+    b"From: sender@remote.example\r\n"
+    b"To: alice@example.com\r\n"
+    b"Subject: test\r\n"
+    b"Message-ID: <test-1@remote.example>\r\n"
+    b"\r\n"
+    b"Hello.\r\n"
+)
+PERMITTED_CLIENT = "10.213.1.50"  # inside PERMITTED_NETWORK
+OUTSIDE_CLIENT = "10.213.2.77"
+PERMITTED_NETWORK = "10.213.1.0/24"
 
 
 @dataclass(frozen=True)
@@ -242,3 +258,59 @@ class LabSMTPSSL(smtplib.SMTP_SSL, _GreetFirst):
         except BaseException:
             sock.close()
             raise
+
+
+# --- conversations ----------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+async def talk(conversation: Callable[[], T]) -> T:
+    """Run a blocking smtplib conversation while the server keeps running in this loop."""
+    return await asyncio.to_thread(conversation)
+
+
+def line(reply: tuple[int, bytes]) -> str:
+    """An smtplib reply as the one line the server sent."""
+    code, text = reply
+    return f"{code} {text.decode()}"
+
+
+def expect(reply: tuple[int, bytes], expected: Reply, **values: str) -> None:
+    """Assert the whole reply line."""
+    assert line(reply) == expected(**values)
+
+
+async def raw_session(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain connection whose banner has been read."""
+    reader, writer = await asyncio.open_connection(LOCALHOST, port)
+    banner = await asyncio.wait_for(reader.readline(), 5)
+    assert banner.startswith(b"220 ")
+    return reader, writer
+
+
+async def command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: bytes) -> bytes:
+    """Send one raw line and read the reply (the last line of a multi-line one)."""
+    writer.write(text + b"\r\n")
+    while True:
+        reply = await asyncio.wait_for(reader.readline(), 5)
+        if reply[3:4] != b"-":
+            return reply
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+def relay_config(**overrides: Any) -> dict[str, Any]:
+    """A relay for example.com: relays for authenticated users and PERMITTED_NETWORK."""
+    fields: dict[str, Any] = {
+        "role": "relay",
+        "proxy_protocol": True,
+        "listeners": [listener(25, auth=AuthPolicy.OFFERED)],
+        "permit_relay": {"authenticated": True, "networks": [PERMITTED_NETWORK]},
+    }
+    fields.update(overrides)
+    return fields

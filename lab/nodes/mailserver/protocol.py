@@ -1,0 +1,158 @@
+"""One inbound SMTP connection: aiosmtpd's engine with the lab's protocol-level additions.
+
+`LabSMTP` extends the engine only where the protocol needs it (policy stays
+in the handler, `handler.py`):
+
+- replies the engine words itself are given the texts real servers use
+  (`lab.replies`), and policy refusals among them are logged as events;
+- a PROXY v1 header (the local backend's emulated client address) survives
+  STARTTLS, and on an implicit-TLS listener it is read before the handshake
+  (`acceptor.ProxyThenTls`) and handed over here;
+- AUTH refused outright on a listener without it;
+- CRAM-MD5 (`auth.AuthSMTP`) and the scenario's session faults
+  (`faults.FaultySMTP`), from the classes it builds on;
+- the connection registers itself with its server, which aborts it on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AnyStr, cast
+
+from aiosmtpd.proxy_protocol import ProxyData
+from aiosmtpd.smtp import Session, syntax
+
+from lab.nodes.mailserver.faults import NO_FAULTS, FaultySMTP, SessionFaults
+from lab.nodes.mailserver.handler import MailHandler
+from lab.replies import (
+    S454_TLS_UNAVAILABLE,
+    S503_AUTH_DISABLED,
+    S504_MECHANISM,
+    S530_AUTH_REQUIRED,
+    S530_STARTTLS_FIRST,
+    S538_ENCRYPTION_REQUIRED,
+    S552_TOO_BIG,
+)
+
+# aiosmtpd logs every connection, and warns about deprecated attributes it uses itself.
+# With no handler configured Python would print its warnings on stderr, in the middle
+# of the CLI's or the TUI's output; a NullHandler keeps them for those who configure
+# logging (they still propagate).
+for _name in ("mail.log", "mail.debug"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
+
+# Replies the engine sends with its own wording -> (verb or None, the lab's reply).
+# None: the verb is the command whose check failed (see `check_auth_needed`).
+_ENGINE_REPLIES: dict[str, tuple[str | None, str]] = {
+    "530 Must issue a STARTTLS command first": (None, S530_STARTTLS_FIRST()),
+    "530 5.7.0 Authentication required": (None, S530_AUTH_REQUIRED()),
+    "538 5.7.11 Encryption required for requested authentication mechanism": (
+        "auth",
+        S538_ENCRYPTION_REQUIRED(),
+    ),
+    "504 5.5.4 Unrecognized authentication type": ("auth", S504_MECHANISM()),
+    "552 Error: message size exceeds fixed maximum message size": ("mail", S552_TOO_BIG()),
+    "552 Error: Too much mail data": ("data", S552_TOO_BIG()),
+    "454 TLS not available": ("starttls", S454_TLS_UNAVAILABLE()),
+}
+
+
+class LabSMTP(FaultySMTP):
+    """One SMTP connection: aiosmtpd's engine plus the lab's protocol-level additions.
+
+    Args:
+        handler: the listener's policy hooks.
+        connections: the server's live connections; `stop` aborts them.
+        early_proxy: a PROXY header already read by the listener (implicit TLS).
+        faults: protocol-level faults to reproduce.
+        **kwargs: aiosmtpd `SMTP` options.
+    """
+
+    def __init__(
+        self,
+        handler: MailHandler,
+        *,
+        connections: set[LabSMTP],
+        auth_enabled: bool = True,
+        early_proxy: ProxyData | None = None,
+        faults: SessionFaults = NO_FAULTS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, faults=faults, **kwargs)
+        self._auth_enabled = auth_enabled
+        self._connections = connections
+        self._early_proxy = early_proxy
+        self._checked_verb: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Track the connection (called again after STARTTLS, with the TLS transport)."""
+        self._connections.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        """Forget the connection."""
+        self._connections.discard(self)
+        super().connection_lost(error)
+
+    def _create_session(self) -> Session:
+        # STARTTLS starts a new session (RFC 3207), but the client is the same one:
+        # keep the PROXY header's address, which every policy uses.
+        session = super()._create_session()
+        if self.session is not None:
+            session.proxy_data = self.session.proxy_data
+        return session
+
+    async def _handle_client(self) -> None:
+        assert self.session is not None
+        if self._early_proxy is not None:
+            self.session.proxy_data = self._early_proxy
+            if not await self._call_handler_hook("PROXY", self._early_proxy):
+                assert self.transport is not None
+                self.transport.close()
+                return
+        elif self._proxy_timeout is None:
+            # aiosmtpd has no connect hook; the handler logs the session here.
+            await self._call_handler_hook("CONNECT")
+        await super()._handle_client()
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        """AUTH, refused outright on a listener without it (as Postfix does with SASL off).
+
+        Not a handler hook: aiosmtpd answers an unknown mechanism with 504
+        before it calls `handle_AUTH`.
+        """
+        if not self._auth_enabled:
+            reply = S503_AUTH_DISABLED()
+            self.lab_handler.engine_reply(self.session, "auth", reply)
+            await self.push(reply)
+            return
+        await super().smtp_AUTH(arg)
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        """The engine's "530 Authentication required" check; remembers the verb for events."""
+        self._checked_verb = caller_method.lower()
+        needed = bool(await super().check_auth_needed(caller_method))
+        self._checked_verb = None
+        return needed
+
+    async def push(self, status: AnyStr) -> None:
+        """Send a reply line; engine wordings are replaced by the lab's (`_ENGINE_REPLIES`)."""
+        if isinstance(status, str) and status in _ENGINE_REPLIES:
+            verb, reply = _ENGINE_REPLIES[status]
+            self.lab_handler.engine_reply(self.session, verb or self._checked_verb, reply)
+            await super().push(reply)
+            return
+        await super().push(status)
+
+    def abort(self) -> None:
+        """Drop the connection now (server stop): no TLS goodbye, no waiting for the peer."""
+        transport = self._original_transport or self.transport
+        if transport is not None:
+            cast("asyncio.Transport", transport).abort()
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The coroutine serving this connection."""
+        return self._handler_coroutine
