@@ -4,10 +4,11 @@
 mail program's settings, its HELO name, the time) and what they conclude: the
 *facts*, one nested dict of plain values per stage (the `evidence` of each
 step) plus the decisive `problem` and the `outcome`, which the fault catalog
-matches; and the `Step`s emitted so far. Stages write only through it: `emit`
-for a step, `fail` for a failure and its FAIL step, `finish` for the steps
-never reached. The small conversions every stage uses to turn a result into
-facts (`reply_facts`, `ms`, `human_size`, ...) live here too.
+matches; and the `Step`s emitted so far. Each stage sets its own section of
+`facts`, then calls `emit` for a step or `fail` for a failure and its FAIL
+step; `finish` shows the steps never reached. The small conversions every
+stage uses to turn a result into facts (`reply_facts`, `ms`, `human_size`, ...)
+live here too.
 """
 
 from __future__ import annotations
