@@ -1,0 +1,94 @@
+"""After the hand-off: what became of the accepted message.
+
+`follow` answers `FollowMessage`: it hands the main session's outcome to the
+target, which follows the message through the relays (lab targets only), and
+`delivery_from` turns the followed run and the relays' events into the
+planner's `DeliveryResult`: each recipient's fate, the deferrals on the way,
+and the relay's own attempts as a transcript.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from lab.diagnosis.probes.context import ProbeContext
+from lab.diagnosis.probes.session import MainSession
+from lab.diagnosis.requests import Deferral, DeliveryResult, RecipientOutcome
+from lab.scenario.model import Outcome
+from lab.smtp.transcript import Direction, TranscriptLine
+
+if TYPE_CHECKING:
+    from lab.runs import RunReport
+
+
+async def follow(context: ProbeContext, main: MainSession) -> DeliveryResult:
+    """Ask the target what became of the accepted message."""
+    start = context.clock()
+    report = await context.target.follow(context.settings, main.handoff())
+    events = context.target.delivery_events(main.message_id)
+    return delivery_from(report, events, duration=context.clock() - start)
+
+
+def delivery_from(
+    report: RunReport | None, events: Sequence[dict[str, Any]], *, duration: float = 0.0
+) -> DeliveryResult:
+    """The planner's delivery result from a followed run and the relays' events."""
+    if report is None:
+        return DeliveryResult(
+            "unknown", text="this target cannot follow messages", duration=duration
+        )
+    state = {
+        Outcome.DELIVERED: "delivered",
+        Outcome.BOUNCED: "bounced",
+        Outcome.DEFERRED: "deferred",
+    }.get(report.outcome, "unknown")
+    recipients = tuple(
+        RecipientOutcome(
+            address=fate.address,
+            fate=str(fate.fate),
+            node=fate.node,
+            status=fate.status,
+            diagnostic=fate.diagnostic,
+            reply_code=fate.reply_code,
+            remote_mta=fate.remote_mta,
+        )
+        for fate in report.recipients
+    )
+    deferrals = tuple(
+        Deferral(
+            recipient=str(event.get("recipient") or ""),
+            status=event.get("status"),
+            reason=str(event.get("reason") or ""),
+            attempt=int(event.get("attempt") or 0),
+        )
+        for event in events
+        if event.get("event") == "deferred"
+    )
+    attempts = [event for event in events if event.get("event") == "delivery-attempt"]
+    transcript: list[TranscriptLine] = []
+    for number, attempt in enumerate(attempts, 1):
+        where = f"{attempt.get('host')}[{attempt.get('address')}]:{attempt.get('port')}"
+        transcript.append(TranscriptLine(0.0, Direction.NOTE, f"relay attempt {number} to {where}"))
+        for line in attempt.get("transcript") or []:
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                transcript.append(
+                    TranscriptLine(float(line["at"]), Direction(line["dir"]), str(line["text"]))
+                )
+    route_failure = next(
+        (str(e["failure"]) for e in events if e.get("event") == "route" and e.get("failure")),
+        None,
+    )
+    return DeliveryResult(
+        state=state,
+        recipients=recipients,
+        deferrals=deferrals,
+        attempts=len(attempts),
+        expired=any(event.get("event") == "expired" for event in events),
+        route_failure=route_failure,
+        text=report.text,
+        remote_address=str(attempts[-1].get("address")) if attempts else None,
+        transcript=tuple(transcript),
+        duration=duration,
+    )

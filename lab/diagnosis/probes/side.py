@@ -1,0 +1,147 @@
+"""Side looks: short extra connections the planner asks for to explain a failure.
+
+`try_other_mode` answers `TryOtherTlsMode` (does the port greet in the other TLS
+mode?), `inspect_tls` answers `InspectTls` (the certificate and version, with a
+handshake that accepts anything) and `peek_after_starttls` answers
+`PeekAfterStarttls` (what EHLO offers once encrypted). Each opens its own
+connection, never the main session's, and is bounded by `SIDE_TIMEOUT`.
+"""
+
+from __future__ import annotations
+
+from lab.diagnosis.probes.context import ProbeContext, insecure_context, permissive_context
+from lab.diagnosis.probes.failures import EXPECTED, failure_of
+from lab.diagnosis.requests import (
+    InspectResult,
+    InspectTls,
+    ModeResult,
+    PeekAfterStarttls,
+    PeekResult,
+    TryOtherTlsMode,
+)
+from lab.scenario.model import Stage
+from lab.smtp.client import SmtpSession, TlsError
+
+# A side look (the other TLS mode, the certificate, behind STARTTLS) needs a handshake and a
+# greeting, which take milliseconds when they work: bounding it keeps a diagnosis within one
+# connect timeout plus about a second even when the side look meets a silent server.
+SIDE_TIMEOUT = 1.5
+
+
+async def try_other_mode(context: ProbeContext, request: TryOtherTlsMode) -> ModeResult:
+    """A new connection in the other TLS mode: does the port greet that way?"""
+    start = context.clock()
+    mode = "implicit TLS" if request.implicit else "plain text"
+    session = _side_session(context, f"new connection to port {request.port} in {mode}")
+    try:
+        await session.connect(
+            request.address,
+            request.port,
+            implicit_tls=request.implicit,
+            ssl_context=insecure_context() if request.implicit else None,
+            server_hostname=context.server_name if request.implicit else None,
+        )
+        banner = await session.read_banner()
+        starttls = False
+        if banner.code == 220:
+            reply = await session.ehlo(request.helo)
+            starttls = reply.is_positive and session.supports("STARTTLS")
+            await session.quit()
+        return ModeResult(
+            request.implicit,
+            banner=banner,
+            tls=session.tls,
+            starttls=starttls,
+            transcript=tuple(session.transcript.lines),
+            duration=context.clock() - start,
+        )
+    except EXPECTED as error:
+        return ModeResult(
+            request.implicit,
+            failure=failure_of(error),
+            transcript=tuple(session.transcript.lines),
+            duration=context.clock() - start,
+        )
+    finally:
+        await session.close()
+
+
+async def inspect_tls(context: ProbeContext, request: InspectTls) -> InspectResult:
+    """A handshake that accepts anything, to see the certificate and the version."""
+    start = context.clock()
+    session = _side_session(
+        context,
+        f"new connection to port {request.port}: TLS without verification, old versions allowed",
+    )
+    tls = permissive_context()
+    try:
+        if request.implicit:
+            await session.connect(
+                request.address,
+                request.port,
+                implicit_tls=True,
+                ssl_context=tls,
+                server_hostname=context.server_name,
+            )
+        else:
+            await session.connect(request.address, request.port)
+            await session.read_banner()
+            await session.ehlo(request.helo)
+            reply = await session.starttls(tls, context.server_name)
+            if reply.code != 220:
+                raise TlsError(Stage.STARTTLS, f"STARTTLS answered {reply}")
+        return InspectResult(
+            tls=session.tls,
+            transcript=tuple(session.transcript.lines),
+            duration=context.clock() - start,
+        )
+    except EXPECTED as error:
+        return InspectResult(
+            failure=failure_of(error),
+            transcript=tuple(session.transcript.lines),
+            duration=context.clock() - start,
+        )
+    finally:
+        await session.close()
+
+
+async def peek_after_starttls(context: ProbeContext, request: PeekAfterStarttls) -> PeekResult:
+    """What EHLO offers once encrypted (AUTH is often hidden until then)."""
+    start = context.clock()
+    session = _side_session(
+        context, f"new connection to port {request.port}: STARTTLS to see what is offered after it"
+    )
+    try:
+        await session.connect(request.address, request.port)
+        await session.read_banner()
+        await session.ehlo(request.helo)
+        if not session.supports("STARTTLS"):
+            return PeekResult(
+                transcript=tuple(session.transcript.lines), duration=context.clock() - start
+            )
+        reply = await session.starttls(insecure_context(), context.server_name)
+        extensions: dict[str, str] | None = None
+        if reply.code == 220:
+            hello = await session.ehlo(request.helo)
+            extensions = dict(session.extensions) if hello.is_positive else None
+            await session.quit()
+        return PeekResult(
+            extensions=extensions,
+            transcript=tuple(session.transcript.lines),
+            duration=context.clock() - start,
+        )
+    except EXPECTED as error:
+        return PeekResult(
+            failure=failure_of(error),
+            transcript=tuple(session.transcript.lines),
+            duration=context.clock() - start,
+        )
+    finally:
+        await session.close()
+
+
+def _side_session(context: ProbeContext, note: str) -> SmtpSession:
+    timeout = min(context.settings.timeout, SIDE_TIMEOUT)
+    session = SmtpSession(context.target.connector, timeout, clock=context.clock)
+    session.note(note)
+    return session
