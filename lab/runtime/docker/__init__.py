@@ -16,7 +16,9 @@ labelled, and found again by label, never by name. The parts, one per module:
 - `live`: labs of this process, removed at interpreter exit;
 - `engine`: parallel engine calls and short error text.
 
-The package re-exports what callers use: the backend, the lab, and the records.
+Only the docker SDK's low-level API is used, and never `containers.run`: it
+pulls a missing image, which offline is a slow failure. The package
+re-exports what callers use: the backend, the lab, and the records.
 """
 
 from __future__ import annotations

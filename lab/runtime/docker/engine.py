@@ -1,8 +1,4 @@
-"""Small helpers for talking to the Docker engine: parallel calls and short error text.
-
-Only the docker SDK's low-level API is used, and never `containers.run`: it
-pulls a missing image, which offline is a slow failure.
-"""
+"""Small helpers for talking to the Docker engine: parallel calls and short error text."""
 
 from __future__ import annotations
 
