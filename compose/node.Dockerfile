@@ -1,6 +1,6 @@
 # The one smtp-lab node image: `python3 -m lab.nodes <role> <config.json>`.
 #
-# Built by `smtplab image build` (lab/runtime/image.py), which assembles the
+# Built by `smtplab image build` (lab/runtime/image/), which assembles the
 # context: this file, pip/ (pip's own wheel), deps/ (wheels of every runtime
 # dependency, for the image's platform) and project/ (the project's wheel).
 # Nothing is fetched from an index here: the offline base has no network at

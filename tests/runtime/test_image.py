@@ -24,6 +24,8 @@ from lab.runtime.image import (
     runtime_dependencies,
     source_files,
 )
+from lab.runtime.image.sources import lab_version
+from lab.runtime.image.wheels import platform_tags
 
 
 @pytest.fixture
@@ -136,7 +138,7 @@ def test_build_context_layout(tmp_path: Path) -> None:
 
 
 def test_platform_tags_cover_old_manylinux() -> None:
-    tags = image._platform_tags()
+    tags = platform_tags()
     machine = tags[0].rsplit("_", 2)[-2:]
     assert tags[0].startswith("manylinux_2_36_")
     assert any(tag.startswith("manylinux2014_") for tag in tags)
@@ -215,7 +217,7 @@ class TestBuiltImage:
             status = api.wait(container["Id"], timeout=60)
             output = api.logs(container["Id"]).decode()
             assert status["StatusCode"] == 0, output
-            assert output.strip() == image._version()
+            assert output.strip() == lab_version()
         finally:
             api.remove_container(container["Id"], force=True)
 

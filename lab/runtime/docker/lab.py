@@ -1,0 +1,330 @@
+"""A running docker lab (`DockerLab`): its containers and networks, what runs where, and
+its lifecycle from creating networks to taking everything down again.
+
+A lab is up when every node passed its readiness checks
+(`lab.runtime.readiness`: greeting read, SOA answered, `router-ready`, the
+init script's "routes set"), never after a sleep; a failure carries the
+node's container log and events. Each lab's files (node configs, TLS files,
+node data dirs) live on the host under `<state>/docker/<lab id>`, bind-mounted
+at `/var/lib/smtplab` (`lab.runtime.docker.files`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from lab.errors import LabError
+from lab.nodes.events import read_events
+from lab.runtime import labels
+from lab.runtime.base import Endpoint
+from lab.runtime.docker import live
+from lab.runtime.docker.commands import INIT_DONE, CommandFactory, customer_gateways
+from lab.runtime.docker.containers import ContainerTarget, create_container
+from lab.runtime.docker.engine import in_parallel
+from lab.runtime.docker.files import config_path, run_file, write_node_files
+from lab.runtime.docker.namespaces import NamespaceConnector, query_dns
+from lab.runtime.docker.networks import create_bridge
+from lab.runtime.docker.publish import LOOPBACK, publish
+from lab.runtime.docker.records import remove_lab
+from lab.runtime.readiness import LogLine, WaitStrategy, role_checks, wait_all
+from lab.topology import NodePlan, Topology
+
+if TYPE_CHECKING:
+    from lab.scenario.model import MailSettings
+    from lab.smtp.client import SendResult
+
+READY_TIMEOUT = 15.0
+
+# What must hold before a node counts as up, given what its container runs.
+ReadinessFactory = Callable[[NodePlan, Topology], list[WaitStrategy]]
+
+
+class DockerLab:
+    """A running docker lab. Also a (sync and async) context manager that takes it down."""
+
+    backend = "docker"
+
+    def __init__(
+        self,
+        client: Any,
+        topology: Topology,
+        lab_id: str,
+        host_dir: Path,
+        image: str,
+        *,
+        detached: bool = False,
+        ready_timeout: float = READY_TIMEOUT,
+        readiness: ReadinessFactory = role_checks,
+    ) -> None:
+        self._client = client
+        self._topology = topology
+        self._id = lab_id
+        self.host_dir = host_dir
+        self.image = image
+        # Detached labs (`smtplab up`) carry no owner pid: the reaper leaves them alone.
+        self.detached = detached
+        self.ready_timeout = ready_timeout
+        self.readiness = readiness
+        self.containers: dict[str, str] = {}  # node -> container id
+        self.networks: dict[str, str] = {}  # scenario network -> docker network id
+        self._pids: dict[str, int] = {}
+        self._ca_file: Path | None = None
+        self._endpoints: list[Endpoint] = []
+        self._down = False
+
+    @property
+    def id(self) -> str:
+        """The value of the `smtplab.lab` label on everything this lab owns."""
+        return self._id
+
+    @property
+    def topology(self) -> Topology:
+        """What is running."""
+        return self._topology
+
+    @property
+    def client(self) -> Any:
+        """The docker client the lab was made with."""
+        return self._client
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The lab CA certificate (host path) that signs every server certificate."""
+        return self._ca_file
+
+    def container_name(self, node: str) -> str:
+        """The container of `node` (names are for people; code selects by label)."""
+        return f"smtplab-{self._id}-{node}"
+
+    def network_name(self, network: str) -> str:
+        """The docker network standing for scenario network `network`."""
+        return f"smtplab-{self._id}-{network}"
+
+    def object_labels(self, **keys: str) -> dict[str, str]:
+        """The labels of one object of this lab (`keys`: its node or network)."""
+        return labels.create_labels(
+            self._id, scenario=self._topology.scenario.id, detached=self.detached, **keys
+        )
+
+    # -- what runs where ----------------------------------------------------------------------
+
+    def pid(self, node: str) -> int:
+        """The host pid of `node`'s container's main process."""
+        if node not in self._pids:
+            state = self._client.api.inspect_container(self.containers[node])["State"]
+            if not state.get("Running"):
+                raise LabError(f"node {node} is not running ({state.get('Status')})")
+            self._pids[node] = int(state["Pid"])
+        return self._pids[node]
+
+    def state(self, node: str) -> dict[str, Any]:
+        """The `State` part of `docker inspect` for `node`'s container."""
+        state: dict[str, Any] = self._client.api.inspect_container(self.containers[node])["State"]
+        return state
+
+    def exec(self, node: str, command: list[str]) -> tuple[int, str]:
+        """Run `command` in `node`'s container; (exit code, stdout and stderr)."""
+        api = self._client.api
+        exec_id = api.exec_create(self.containers[node], command, stdout=True, stderr=True)
+        output = api.exec_start(exec_id, demux=False)
+        code = api.exec_inspect(exec_id)["ExitCode"]
+        return int(code), (output or b"").decode(errors="replace")
+
+    def connector_for(self, node: str) -> NamespaceConnector:
+        """Opens TCP connections from inside `node`'s container (routes, router, NAT)."""
+        return NamespaceConnector(lambda: self.pid(node))
+
+    async def resolve(self, node: str, name: str, rdtype: str = "A") -> list[str]:
+        """Ask the lab DNS from inside `node`'s container; [] when there is no lab DNS.
+
+        Raises:
+            lab.nodes.resolver.DnsLookupError: NXDOMAIN, NODATA (permanent), else temporary.
+        """
+        dns_node = self._topology.dns
+        if dns_node is None:
+            return []
+        return await asyncio.to_thread(
+            query_dns, self.pid(node), str(dns_node.address), name, rdtype
+        )
+
+    async def send(self, settings: MailSettings) -> SendResult:
+        """Run the mail program once in the client's container and read its JSON result."""
+        from lab.smtp.client import SendResult
+
+        client = self._topology.client
+        # The settings (with the password) go through a file only root and the
+        # container can read, never the command line: `ps` and `docker inspect` show that.
+        text = settings.model_dump_json(by_alias=True)
+        with run_file(self.host_dir, "settings", text) as settings_file:
+            command = [
+                "python3", "-m", "lab.nodes", "client", config_path(client.name),
+                "--settings-file", str(settings_file),
+            ]  # fmt: skip
+            code, output = await asyncio.to_thread(self.exec, client.name, command)
+        lines = [line for line in output.splitlines() if line.startswith("{")]
+        if code != 0 or not lines:
+            shown = _mask(output, settings)
+            raise LabError(f"the mail program failed in {client.name} (exit {code}): {shown}")
+        result: SendResult = SendResult.from_json(json.loads(lines[-1]))
+        return result
+
+    def mailbox(self, node: str, address: str) -> list[bytes]:
+        """Raw messages in a mailbox, read from the bind-mounted data dir."""
+        from lab.nodes.mailserver.store import MailStore
+
+        store = MailStore(self.data_dir(node) / "mailboxes")
+        return [message.data for message in store.messages(address)]
+
+    def events(self, node: str) -> list[dict[str, Any]]:
+        """The node's event log."""
+        return read_events(self.data_dir(node))
+
+    def data_dir(self, node: str) -> Path:
+        """The node's data dir as the host sees it."""
+        return self.host_dir / node
+
+    def endpoints(self) -> list[Endpoint]:
+        """Ports opened by `publish_endpoints`."""
+        return list(self._endpoints)
+
+    async def publish_endpoints(self, host: str = LOOPBACK) -> list[Endpoint]:
+        """Entry points on `host` that behave as a machine in the customer's network.
+
+        A gateway container stands for the developer's machine: it sits in the
+        client's network (its default route is the client's, through the ISP
+        router) and on a small `front` network of its own, whose ports docker
+        publishes on `host`. Each published port is DNATed by the gateway's
+        kernel to one server address and port and MASQUERADEd to the gateway's
+        customer-side address: the router then sees an ordinary customer
+        connection and applies its policy for real. What a dropped or rejected
+        port looks like from `host` is shaped by docker's userland proxy,
+        which accepts on `host` before it connects onwards; the notes say so.
+        """
+        if not self._endpoints:
+            self._endpoints = await asyncio.to_thread(publish, self, host)
+        return self.endpoints()
+
+    def logs(self, node: str, tail: int = 50) -> str:
+        """The last lines the node's container wrote to stdout and stderr."""
+        output: bytes = self._client.api.logs(self.containers[node], tail=tail)
+        return output.decode(errors="replace")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def create_networks(self) -> None:
+        """One docker network per scenario network, on the planned subnets."""
+        for network in self._topology.networks.values():
+            self.networks[network.name] = create_bridge(
+                self._client.api,
+                self.network_name(network.name),
+                network.subnet,
+                network.gateway,
+                # The customer's side is an ordinary bridge (routing through the router
+                # container needs it, see `lab.runtime.docker.networks`); the rest has no
+                # way out.
+                internal=not network.customer_side,
+                labels=self.object_labels(network=network.name),
+            )
+
+    def create(self, command: CommandFactory) -> None:
+        """Create the containers (networks exist), start them (routers before what stands
+        behind them), and wait until every node passes its readiness checks."""
+        self._ca_file = write_node_files(self._topology, self.host_dir)
+        gateways = customer_gateways(self._topology)
+        nodes = list(self._topology.nodes.values())
+        in_parallel(
+            [
+                functools.partial(self._create_container, node, command, gateways.get(node.name))
+                for node in nodes
+            ]
+        )
+        # A program behind a router may send as soon as it starts: it starts only once the
+        # router's rules are in place. Everything else (servers on the outside networks,
+        # the idle client) starts together with the routers.
+        behind = [
+            node
+            for node in nodes
+            if node.name in gateways and node.kind != "client" and node.running
+        ]
+        first = [node for node in nodes if node not in behind]
+        self._start_all(first)
+        routers = [node for node in first if node.kind == "router"]
+        self._wait_ready(routers)
+        self._start_all(behind)
+        self._wait_ready([node for node in nodes if node.kind != "router"])
+
+    def _create_container(
+        self, node: NodePlan, command: CommandFactory, gateway: IPv4Address | None
+    ) -> None:
+        self.containers[node.name] = create_container(self, node, command, gateway)
+
+    def _start_all(self, nodes: list[NodePlan]) -> None:
+        api = self._client.api
+        in_parallel([functools.partial(api.start, self.containers[node.name]) for node in nodes])
+
+    def checks(self, node: NodePlan) -> list[WaitStrategy]:
+        """What must hold before `node` counts as up (`lab.runtime.readiness`)."""
+        found = self.readiness(node, self._topology)
+        if node.kind != "router":
+            found.append(LogLine(INIT_DONE))  # routes set, NET_ADMIN dropped
+        return [check.with_startup_timeout(self.ready_timeout) for check in found]
+
+    def _wait_ready(self, nodes: list[NodePlan]) -> None:
+        """Every check of every node in `nodes`, concurrently (never a fixed sleep).
+
+        Raises:
+            LabStartError: a node exited or timed out; with its log.
+        """
+        checks = [
+            (ContainerTarget(self, node.name), check)
+            for node in nodes
+            for check in self.checks(node)
+        ]
+        asyncio.run(wait_all(checks))
+
+    def down_sync(self) -> None:
+        """Remove containers, networks and the host directory; idempotent."""
+        if self._down:
+            return
+        remove_lab(self._client, self._id, self.host_dir)
+        self._down = True
+        live.forget(self._id)
+
+    async def down(self) -> None:
+        """Stop every node and remove everything the lab created; idempotent."""
+        await asyncio.to_thread(self.down_sync)
+
+    def __enter__(self) -> DockerLab:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.down_sync()
+
+    async def __aenter__(self) -> DockerLab:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.down()
+
+
+def _mask(text: str, settings: MailSettings) -> str:
+    """`text` with the AUTH password replaced, should a program have printed it."""
+    password = settings.auth.password if settings.auth is not None else ""
+    return text.replace(password, "********") if password else text
