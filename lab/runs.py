@@ -14,13 +14,14 @@ from email.parser import BytesHeaderParser
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from lab.addresses import domain_of
 from lab.nodes.config import MailServerConfig
 from lab.scenario.model import Outcome, Stage
 
 if TYPE_CHECKING:
     from lab.runtime.base import Lab
     from lab.scenario.model import MailSettings
-    from lab.smtp.client import SendResult
+    from lab.smtp.result import SendResult
 
 POLL_INTERVAL = 0.02
 FOLLOW_MARGIN = 2.0  # seconds beyond the longest queue lifetime before calling it deferred
@@ -213,7 +214,7 @@ def _find_bounce(lab: Lab, sender: str, message_id: str, address: str) -> Recipi
 
 def _hosts_of(lab: Lab, address: str) -> list[str]:
     """Mail servers whose domains include the address's domain."""
-    domain = address.rpartition("@")[2].lower()
+    domain = domain_of(address)
     return [
         name
         for name, node in lab.topology.nodes.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,20 @@ def test_ruff_format() -> None:
 def test_mypy_strict() -> None:
     result = run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_modules_stay_small_and_say_what_they_own() -> None:
+    """A newcomer can hold each module in their head: at most 500 lines, a docstring first."""
+    too_long, undocumented = [], []
+    for path in sorted((ROOT / "lab").rglob("*.py")) + sorted((ROOT / "tui").rglob("*.py")):
+        text = path.read_text()
+        name = str(path.relative_to(ROOT))
+        if text.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{name} ({text.count(chr(10))} lines)")
+        if text.strip() and ast.get_docstring(ast.parse(text)) is None:
+            undocumented.append(name)
+    assert too_long == [], f"split by concept: {too_long}"
+    assert undocumented == [], f"open with a docstring saying what the module owns: {undocumented}"

@@ -15,6 +15,7 @@ from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from typing import TYPE_CHECKING, Any
 
+from lab.addresses import domain_of
 from lab.nodes.config import MailServerConfig
 from lab.scenario.model import MailServerNode
 
@@ -83,7 +84,7 @@ def mailbox_addresses(lab: Lab) -> dict[str, list[str]]:
         addresses = [address.lower() for address in spec.mailboxes]
         domains = set(plan.config.domains)
         for address in people:
-            if address.rpartition("@")[2].lower() in domains and address.lower() not in addresses:
+            if domain_of(address) in domains and address.lower() not in addresses:
                 addresses.append(address.lower())
         found[name] = addresses
     return found

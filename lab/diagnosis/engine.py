@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from lab.addresses import domain_of
 from lab.diagnosis.catalog import Entry, load_catalog, match, render, render_settings
 from lab.diagnosis.events import Diagnosis, Probe, Remedy, Status, Step, describe_settings
 from lab.diagnosis.planner import ALTERNATIVE_PORTS, Planner, suggest_addresses
@@ -176,7 +177,7 @@ def _context(
     suggestion = suggest_addresses(settings.to, refused, directory) if refused else None
     if suggestion is None and (facts.get("resolve") or {}).get("nxdomain_domains"):
         missing = set((facts.get("resolve") or {}).get("nxdomain_domains") or [])
-        typos = [a for a in settings.to if a.rpartition("@")[2].lower() in missing]
+        typos = [a for a in settings.to if domain_of(a) in missing]
         suggestion = suggest_addresses(settings.to, typos, directory)
     context["suggest"] = {"to": suggestion}
     problem = facts.get("problem")

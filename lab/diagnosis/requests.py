@@ -1,7 +1,7 @@
 """The contract between the planner and the probe runners: requests and their results.
 
-Plain frozen data, no I/O and no decisions: the planner (`planner.py`) yields a
-request, a runner (`probes.py`) carries it out and answers with a result. Tests
+Plain frozen data, no I/O and no decisions: the planner (`lab.diagnosis.planner`) yields a
+request, a runner (`lab.diagnosis.probes`) carries it out and answers with a result. Tests
 of the planner build results by hand; tests of the runners inspect them.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from lab.smtp.client import SmtpReply, TlsInfo
+from lab.smtp.reply import SmtpReply
+from lab.smtp.tls import TlsInfo
 from lab.smtp.transcript import TranscriptLine
 
 # --- requests: what the planner asks the runners to do ------------------------------------------

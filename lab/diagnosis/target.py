@@ -36,7 +36,8 @@ from lab.nodes.resolver import (
     resolve_addresses,
 )
 from lab.scenario.model import MailSettings
-from lab.smtp.client import SendResult, send_mail
+from lab.smtp.mail_program import send_mail
+from lab.smtp.result import SendResult
 from lab.topology import Action, path_verdict
 
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from lab.net import Connector, DirectConnector
 from lab.nodes.config import ClientConfig, load_node_config
 from lab.scenario.model import MailSettings
-from lab.smtp.client import SendResult, send_mail
+from lab.smtp.mail_program import send_mail
+from lab.smtp.result import SendResult
 
 
 class NoResolver(LookupError):

@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING
 
 from lab.config import settings
 from lab.errors import BackendUnavailable, UsageError
+from lab.runtime.progress import Progress
 
 if TYPE_CHECKING:
     from lab.runtime.base import Backend
-
-Progress = Callable[[str], None]  # receives one line per slow step
 
 
 def _local(progress: Progress | None) -> Backend:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from lab.net import Connector
     from lab.scenario.model import MailSettings, Scenario
-    from lab.smtp.client import SendResult
+    from lab.smtp.result import SendResult
     from lab.topology import Topology
 
 

@@ -40,7 +40,7 @@ from lab.topology import Action, Topology, inspection_for, path_verdict, resolve
 if TYPE_CHECKING:
     from lab.nodes.base import RunningNode
     from lab.scenario.model import MailSettings, Scenario
-    from lab.smtp.client import SendResult
+    from lab.smtp.result import SendResult
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT = 5.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lab.addresses import domain_of
 from lab.scenario.model import (
     ClientNode,
     DnsNode,
@@ -62,7 +63,7 @@ def reference_problems(scenario: Scenario) -> list[tuple[Path, str]]:
                     need_node((*base, "routing", "connectors", index, "to"), target)
         if isinstance(node, MailServerNode):
             for address in node.mailboxes:
-                domain = address.rpartition("@")[2].lower()
+                domain = domain_of(address)
                 if "@" not in address or domain not in {d.lower() for d in node.domains}:
                     problems.append(
                         (

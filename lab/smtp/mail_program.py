@@ -9,13 +9,13 @@ worded as a support desk would read it ("connection to host:587 refused").
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.addresses import ip_literal
 from lab.net import ConnectError, Connector, ConnectRefused, ConnectTimeout, HostUnreachable
 from lab.scenario.model import MailSettings, Outcome, Security, Stage
 from lab.smtp import sasl
@@ -51,14 +51,6 @@ class _Verdict:
 
 def _rejected(stage: Stage, reply: SmtpReply) -> _Verdict:
     return _Verdict(Outcome.REJECTED, stage, reply.text, reply)
-
-
-def _is_ip_literal(server: str) -> bool:
-    try:
-        ipaddress.ip_address(server)
-    except ValueError:
-        return False
-    return True
 
 
 def _banner_host(banner: SmtpReply | None) -> str | None:
@@ -216,8 +208,9 @@ class _MailProgram:
     async def _resolve(self) -> _Verdict | None:
         """Find the server's address; a verdict when that fails."""
         server, session = self.settings.server, self.session
-        if _is_ip_literal(server):
-            self.address = server
+        literal = ip_literal(server)
+        if literal is not None:
+            self.address = str(literal)
             return None
         with session.measure(Stage.DNS):
             start = session.elapsed()

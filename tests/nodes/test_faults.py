@@ -30,7 +30,7 @@ from lab.replies import (
     S554_NO_SERVICE,
 )
 from lab.scenario.model import AuthPolicy, ListenerTls, TlsVersions
-from lab.smtp.client import client_tls_context
+from lab.smtp.tls import client_tls_context
 from tests.nodes.conftest import (
     HOSTNAME,
     LOCALHOST,
@@ -270,7 +270,7 @@ class TestTlsFaults:
         assert await line(streams[0]) == BANNER
         await ehlo(streams)
         assert await command(streams, b"STARTTLS") == b"220 Ready to start TLS\r\n"
-        # The mail program's own context (lab.smtp.client), as it would really be built.
+        # The mail program's own context (lab.smtp.tls), as it would really be built.
         context = client_tls_context(verify=True, ca_file=lab_certificates.ca_file)
         with pytest.raises(ssl.SSLError) as failure:
             await streams[1].start_tls(context, server_hostname=HOSTNAME)

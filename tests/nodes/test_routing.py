@@ -20,7 +20,6 @@ from lab.nodes.config import (
 from lab.nodes.mailserver.routing import (
     Hop,
     RouteMethod,
-    address_literal,
     match_connector,
     next_hops,
     order_exchangers,
@@ -170,14 +169,6 @@ def test_order_exchangers() -> None:
         (10, "a.example"),
         (10, "z.example"),
     ]
-
-
-@pytest.mark.parametrize(
-    ("host", "literal"),
-    [("10.0.0.5", "10.0.0.5"), ("[10.0.0.5]", "10.0.0.5"), ("mx.example.net", None), ("[x]", None)],
-)
-def test_address_literal(host: str, literal: str | None) -> None:
-    assert address_literal(host) == literal
 
 
 # --- with the lab DNS ------------------------------------------------------------------------

@@ -13,15 +13,15 @@ facts it sets: `resolve` (DNS), `ports`, `greeting` (banner and EHLO), `tls`,
 `facts` collects the facts (one nested dict of plain values per stage, plus the
 decisive `problem` and the `outcome`) and the steps; the fault catalog matches
 these facts and never sees a scenario. `asking` is how a stage asks,
-`tls_facts` what TLS results mean, `names` how names and addresses are read.
+`tls_facts` what TLS results mean; `lab.addresses` reads names and addresses.
 """
 
 from __future__ import annotations
 
+from lab.addresses import domain_of, is_ip_literal
 from lab.diagnosis.planner.envelope import suggest_addresses
 from lab.diagnosis.planner.facts import ORDER, SESSION_PROBES, human_size, settings_facts
 from lab.diagnosis.planner.greeting import SLOW_BANNER_MS
-from lab.diagnosis.planner.names import domain_of, is_ip_literal
 from lab.diagnosis.planner.ports import (
     ALTERNATIVE_PORTS,
     IMPLICIT_TLS_PORTS,

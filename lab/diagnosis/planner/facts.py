@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from lab.addresses import domain_of
 from lab.diagnosis.events import Probe, Status, Step
-from lab.diagnosis.planner.names import domain_of
 from lab.diagnosis.requests import Lines
 from lab.scenario.model import MailSettings
-from lab.smtp.client import SmtpReply
+from lab.smtp.reply import SmtpReply
 
 SESSION_PROBES: tuple[Probe, ...] = (
     Probe.BANNER,

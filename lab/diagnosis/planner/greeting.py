@@ -28,7 +28,7 @@ from lab.diagnosis.requests import (
     TryOtherTlsMode,
 )
 from lab.scenario.model import Security
-from lab.smtp.client import SmtpReply
+from lab.smtp.reply import SmtpReply
 
 # A greeting later than this (or than half the timeout) is slow: greet-pause, tarpit, load.
 SLOW_BANNER_MS = 1000.0

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lab.addresses import domain_of
 from lab.diagnosis.events import Probe, Status
 from lab.diagnosis.planner.asking import Asking, expect
 from lab.diagnosis.planner.facts import Findings
-from lab.diagnosis.planner.names import domain_of
 from lab.diagnosis.requests import (
     CheckReverseDns,
     DnsResult,

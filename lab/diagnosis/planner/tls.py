@@ -29,7 +29,7 @@ from lab.diagnosis.requests import (
     StartTlsResult,
     TryOtherTlsMode,
 )
-from lab.smtp.client import TlsInfo
+from lab.smtp.tls import TlsInfo
 
 
 def implicit_tls(findings: Findings, opened: SessionResult) -> None:

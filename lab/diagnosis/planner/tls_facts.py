@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from lab.diagnosis.planner.names import is_ip_literal
+from lab.addresses import is_ip_literal
 from lab.diagnosis.requests import ModeResult
 from lab.scenario.model import Security
-from lab.smtp.client import TlsInfo
+from lab.smtp.tls import TlsInfo
 
 
 def classify_tls_error(reason: str) -> str:

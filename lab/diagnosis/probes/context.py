@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lab.smtp.client import client_tls_context
+from lab.smtp.tls import client_tls_context
 
 if TYPE_CHECKING:
     from lab.diagnosis.target import DiagnosisTarget

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lab.diagnosis.requests import Failure
 from lab.net import ConnectError, ConnectRefused, ConnectTimeout, HostUnreachable
-from lab.smtp.client import ConnectionLost, ProtocolError, SmtpClientError, SmtpTimeout, TlsError
+from lab.smtp.errors import ConnectionLost, ProtocolError, SmtpClientError, SmtpTimeout, TlsError
 
 # What a probe may meet talking to a server: reported as a Failure, never raised.
 EXPECTED = (SmtpClientError, ConnectError, OSError, ValueError)

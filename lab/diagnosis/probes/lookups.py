@@ -13,7 +13,7 @@ import asyncio
 import dns.exception
 import dns.reversename
 
-from lab.diagnosis.planner import is_ip_literal
+from lab.addresses import is_ip_literal
 from lab.diagnosis.probes.context import ProbeContext
 from lab.diagnosis.requests import (
     DnsResult,

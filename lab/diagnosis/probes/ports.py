@@ -19,7 +19,7 @@ from lab.diagnosis.probes.context import ProbeContext, insecure_context
 from lab.diagnosis.probes.failures import EXPECTED, failure_of
 from lab.diagnosis.requests import Greeting, PortProbe, PortsResult, ScanPorts
 from lab.net import ConnectRefused, ConnectTimeout, HostUnreachable, Streams
-from lab.smtp.client import SmtpSession
+from lab.smtp.session import SmtpSession
 
 # The sweep's greeting on an alternative port never needs long: the banner and EHLO of
 # a healthy server take milliseconds, and a silent one is not a good alternative anyway.

@@ -29,8 +29,10 @@ from lab.diagnosis.requests import (
     StartTlsResult,
 )
 from lab.scenario.model import Outcome, Stage
-from lab.smtp.client import SendResult, SmtpReply, SmtpSession, parse_extensions
 from lab.smtp.message import build_message, new_message_id
+from lab.smtp.reply import SmtpReply, parse_extensions
+from lab.smtp.result import SendResult
+from lab.smtp.session import SmtpSession
 from lab.smtp.transcript import Transcript, TranscriptLine
 
 _T = TypeVar("_T")

@@ -20,7 +20,8 @@ from lab.diagnosis.requests import (
     TryOtherTlsMode,
 )
 from lab.scenario.model import Stage
-from lab.smtp.client import SmtpSession, TlsError
+from lab.smtp.errors import TlsError
+from lab.smtp.session import SmtpSession
 
 # A side look (the other TLS mode, the certificate, behind STARTTLS) needs a handshake and a
 # greeting, which take milliseconds when they work: bounding it keeps a diagnosis within one

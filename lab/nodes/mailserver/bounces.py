@@ -14,13 +14,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Protocol
 
+from lab.addresses import domain_of
 from lab.nodes.events import EventLog
 from lab.nodes.mailserver.dsn import LOCAL_DIAGNOSTIC, FailedRecipient, build_dsn
 from lab.nodes.mailserver.queue_entry import (
     NULL_SENDER,
     QueueEntry,
     RecipientFailure,
-    domain_of,
     is_null_sender,
 )
 from lab.nodes.mailserver.store import MailStore

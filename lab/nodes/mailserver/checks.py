@@ -27,6 +27,7 @@ import dns.exception
 import dns.resolver
 from dns.rdtypes.ANY.TXT import TXT
 
+from lab.addresses import domain_of
 from lab.nodes.config import ClientChecksConfig
 from lab.nodes.resolver import (
     DnsLookupError,
@@ -162,8 +163,8 @@ class ClientChecks:
     async def _sender_domain(self, sender: str) -> Refusal | None:
         if not self.config.reject_unknown_sender_domain:
             return None
-        domain = _domain(sender)
-        if domain is None:
+        domain = domain_of(sender)
+        if not domain:
             return None
         assert self.resolver is not None
         reply = S450_SENDER_DOMAIN_NOT_FOUND(address=sender)
@@ -179,8 +180,8 @@ class ClientChecks:
     async def _spf(self, client: str, sender: str) -> Refusal | None:
         if not self.config.check_spf:
             return None
-        domain = _domain(sender)
-        if domain is None:
+        domain = domain_of(sender)
+        if not domain:
             return None  # the null sender: RFC 7208 checks the HELO name; the lab does not
         assert self.resolver is not None
         try:
@@ -192,13 +193,6 @@ class ClientChecks:
             return None
         reply = S550_SPF_FAIL(domain=domain, client=client)
         return Refusal(Check.SPF_FAIL, reply, result.explanation)
-
-
-def _domain(sender: str) -> str | None:
-    """The domain of an envelope sender; None for the null sender or a bare local part."""
-    if not sender or sender == "<>" or "@" not in sender:
-        return None
-    return sender.rpartition("@")[2].strip("<>").lower() or None
 
 
 # --- SPF --------------------------------------------------------------------------------------

@@ -45,15 +45,10 @@ from typing import TYPE_CHECKING, Any
 from lab.net import ConnectError, ConnectRefused, ConnectTimeout, HostUnreachable
 from lab.nodes.mailserver.dsn import LOCAL_DIAGNOSTIC, SMTP_DIAGNOSTIC
 from lab.scenario.model import Stage
-from lab.smtp.client import (
-    ConnectionLost,
-    ProtocolError,
-    SmtpReply,
-    SmtpSession,
-    SmtpTimeout,
-    TlsError,
-    client_tls_context,
-)
+from lab.smtp.errors import ConnectionLost, ProtocolError, SmtpTimeout, TlsError
+from lab.smtp.reply import SmtpReply
+from lab.smtp.session import SmtpSession
+from lab.smtp.tls import client_tls_context
 from lab.smtp.transcript import Direction
 
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ import time
 from email.parser import BytesHeaderParser
 from typing import TYPE_CHECKING
 
+from lab.addresses import domain_of
 from lab.nodes.config import QueueConfig
 from lab.nodes.mailserver.bounces import Bouncer, expiry_failures
 from lab.nodes.mailserver.delivery import (
@@ -40,7 +41,6 @@ from lab.nodes.mailserver.queue_entry import (
     QueueEntry,
     QueueEntryView,
     RecipientFailure,
-    domain_of,
     is_null_sender,
 )
 from lab.nodes.mailserver.queue_files import QUEUE_DIR, QueueFiles, new_queue_id

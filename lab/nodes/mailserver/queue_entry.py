@@ -25,11 +25,6 @@ def is_null_sender(sender: str) -> bool:
     return sender.strip() in ("", NULL_SENDER)
 
 
-def domain_of(address: str) -> str:
-    """The domain part of an address, lower-cased."""
-    return address.rpartition("@")[2].lower().rstrip(".")
-
-
 @dataclass(frozen=True)
 class QueueEntryView:
     """What the queue holds for one message right now (for `smtplab`, the TUI, tests)."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from lab.addresses import domain_of
 from lab.nodes.config import GreylistConfig, MailServerConfig
 from lab.replies import (
     S250_RECIPIENT_OK,
@@ -79,7 +80,7 @@ class Greylist:
         wanted = self.config.recipients
         if not wanted:
             return True
-        domain = recipient.rpartition("@")[2]
+        domain = domain_of(recipient)
         return any(entry.lower() in (recipient, domain) for entry in wanted)
 
     def passes(self, client: str, sender: str, recipient: str) -> bool:
@@ -114,7 +115,7 @@ class RecipientPolicy:
 
     def is_local(self, address: str) -> bool:
         """True when `address`'s domain is one this server hosts mailboxes for."""
-        return address.rpartition("@")[2].lower() in self.domains
+        return domain_of(address) in self.domains
 
     def decide(
         self, address: str, *, sender: str, client: str, authenticated: bool

@@ -14,12 +14,12 @@ Matching and ordering are pure functions; only `next_hops` does I/O (DNS).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from lab.addresses import ip_literal
 from lab.nodes.config import ConnectorConfig, NextHop, RoutingConfig
 from lab.nodes.resolver import (
     DnsLookupError,
@@ -148,17 +148,6 @@ def order_exchangers(hosts: Iterable[tuple[int, str]]) -> list[tuple[int, str]]:
     return ordered
 
 
-def address_literal(host: str) -> str | None:
-    """The address if `host` is an IP literal ("10.0.0.5" or "[10.0.0.5]"), else None."""
-    candidate = host.strip()
-    if candidate.startswith("[") and candidate.endswith("]"):
-        candidate = candidate[1:-1]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return None
-
-
 def name_service_error(name: str, rdtype: str, error: DnsLookupError) -> str:
     """The diagnostic text for a failed lookup, worded like the resolver errors in MTA logs."""
     if isinstance(error, NameNotFound):
@@ -214,9 +203,9 @@ async def _fixed(
 ) -> RouteDecision:
     """A configured next hop. If its name does not resolve, that is the admin's mistake:
     mail waits (4.4.4) for the configuration to be fixed instead of bouncing."""
-    literal = address_literal(hop.host)
+    literal = ip_literal(hop.host)
     if literal is not None:
-        return RouteDecision(domain, method, (Hop(literal, literal, hop.port),))
+        return RouteDecision(domain, method, (Hop(str(literal), str(literal), hop.port),))
     host = hop.host.lower().rstrip(".")
     if resolver is None:
         return RouteDecision(domain, method, failure=_no_resolver(host))
@@ -235,9 +224,10 @@ async def _fixed(
 async def _by_mx(
     domain: str, resolver: dns.asyncresolver.Resolver | None, myself: str | None
 ) -> RouteDecision:
-    literal = address_literal(domain)
+    literal = ip_literal(domain)
     if literal is not None:  # user@[10.0.0.5]: no DNS at all
-        return RouteDecision(domain, RouteMethod.IMPLICIT_MX, (Hop(literal, literal, SMTP_PORT),))
+        hop = Hop(str(literal), str(literal), SMTP_PORT)
+        return RouteDecision(domain, RouteMethod.IMPLICIT_MX, (hop,))
     if resolver is None:
         return RouteDecision(domain, RouteMethod.MX, failure=_no_resolver(domain))
     try:
@@ -274,9 +264,9 @@ async def _by_mx(
     temporary: str | None = None
     permanent: str | None = None
     for _preference, host in exchangers:
-        literal = address_literal(host)
+        literal = ip_literal(host)
         if literal is not None:
-            hops.append(Hop(literal, literal, SMTP_PORT))
+            hops.append(Hop(str(literal), str(literal), SMTP_PORT))
             continue
         try:
             addresses = await resolve_addresses(resolver, host)

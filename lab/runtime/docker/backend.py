@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabStartError
@@ -21,6 +20,7 @@ from lab.runtime.docker.engine import first_line
 from lab.runtime.docker.files import DATA_ROOT, lab_state_dir
 from lab.runtime.docker.lab import READY_TIMEOUT, DockerLab, ReadinessFactory
 from lab.runtime.docker.networks import NETWORK_LOCK, SUBNET_ATTEMPTS, clash, docker_subnets
+from lab.runtime.progress import Progress, say_nothing
 from lab.runtime.readiness import role_checks
 from lab.runtime.subnets import host_taken_networks
 from lab.topology import Topology, resolve
@@ -30,12 +30,6 @@ if TYPE_CHECKING:
     from lab.scenario.model import Scenario
 
 ENGINE_TIMEOUT = 60  # seconds per API call; image builds stream, so they are not cut short
-
-Progress = Callable[[str], None]
-
-
-def _say_nothing(message: str) -> None:
-    del message
 
 
 class DockerBackend:
@@ -49,7 +43,7 @@ class DockerBackend:
         *,
         image: str | None = None,
         command: CommandFactory = node_command,
-        progress: Progress = _say_nothing,
+        progress: Progress = say_nothing,
         detached: bool = False,
         ready_timeout: float = READY_TIMEOUT,
         readiness: ReadinessFactory = role_checks,

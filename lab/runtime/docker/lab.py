@@ -38,7 +38,7 @@ from lab.topology import NodePlan, Topology
 
 if TYPE_CHECKING:
     from lab.scenario.model import MailSettings
-    from lab.smtp.client import SendResult
+    from lab.smtp.result import SendResult
 
 READY_TIMEOUT = 15.0
 
@@ -156,7 +156,7 @@ class DockerLab:
 
     async def send(self, settings: MailSettings) -> SendResult:
         """Run the mail program once in the client's container and read its JSON result."""
-        from lab.smtp.client import SendResult
+        from lab.smtp.result import SendResult
 
         client = self._topology.client
         # The settings (with the password) go through a file only root and the

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.runtime import labels
-from lab.runtime.image.sources import ImageBuildError, Progress, lab_version, say_nothing
+from lab.runtime.image.sources import ImageBuildError, lab_version
+from lab.runtime.progress import Progress, say_nothing
 
 BASE_REPOSITORY = "smtplab-base"
 ONLINE_BASE = "python:3.11-slim"

@@ -26,14 +26,13 @@ from lab.runtime.image.base import (
 from lab.runtime.image.sources import (
     DOCKERFILE,
     ImageBuildError,
-    Progress,
     image_digest,
     lab_version,
     project_root,
     runtime_dependencies,
-    say_nothing,
 )
 from lab.runtime.image.wheels import build_context, collect_wheels
+from lab.runtime.progress import Progress, say_nothing
 
 NODE_REPOSITORY = "smtplab-node"
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 import hashlib
 import platform
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-
-Progress = Callable[[str], None]
 
 # The Python of both bases (bookworm's python3 is 3.11.2; python:3.11-slim is 3.11.x).
 TARGET_PYTHON = (3, 11)
@@ -45,11 +43,6 @@ class Dependency:
     def requirement(self) -> str:
         """`name==version`."""
         return f"{self.name}=={self.version}"
-
-
-def say_nothing(message: str) -> None:
-    """The default `Progress`: report nothing."""
-    del message
 
 
 def lab_version() -> str:

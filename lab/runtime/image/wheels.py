@@ -21,11 +21,10 @@ from lab.runtime.image.sources import (
     TARGET_PYTHON,
     Dependency,
     ImageBuildError,
-    Progress,
     project_metadata,
-    say_nothing,
     source_files,
 )
+from lab.runtime.progress import Progress, say_nothing
 
 
 def platform_tags() -> list[str]:

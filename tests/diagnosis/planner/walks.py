@@ -28,7 +28,8 @@ from lab.diagnosis.requests import (
     StartTlsResult,
 )
 from lab.scenario.model import MailSettings
-from lab.smtp.client import SmtpReply, TlsInfo
+from lab.smtp.reply import SmtpReply
+from lab.smtp.tls import TlsInfo
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ADDRESS = "192.0.2.10"
