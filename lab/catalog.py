@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from lab.config import settings
@@ -31,7 +32,11 @@ def find_scenario(reference: str, directory: Path | None = None) -> Path:
     candidate = directory / f"{reference}.yaml"
     if candidate.is_file():
         return candidate
-    known = ", ".join(p.stem for p in scenario_files(directory)) or "none"
+    names = [p.stem for p in scenario_files(directory)]
+    close = difflib.get_close_matches(reference, names, n=1, cutoff=0.6)
+    if close:
+        raise UnknownScenario(f"unknown scenario {reference!r}; did you mean {close[0]!r}?")
+    known = ", ".join(names) or "none"
     raise UnknownScenario(f"unknown scenario {reference!r}; known: {known}")
 
 

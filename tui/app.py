@@ -84,12 +84,15 @@ class SmtpLabApp(App[None]):
         backend: str | None = None,
         training: bool = False,
         training_dir: Path | None = None,
+        trainee: str | None = None,
+        course: tuple[str, ...] = (),
         diagnose: Diagnose | None = None,
         causes: Causes | None = None,
         clock: Callable[[], float] = time.monotonic,
         show_timings: bool = True,
     ) -> None:
         super().__init__()
+        self.course = course
         self.initial_scenario = scenario
         self.backend_name = backend
         self.diagnose: Diagnose = diagnose or engine_diagnose
@@ -98,10 +101,15 @@ class SmtpLabApp(App[None]):
         self.show_timings = show_timings
         self.lab: Lab | None = None
         self.training: TrainingSession | None = None
+        self.ask_trainee = training and not trainee
         if training:
             self.training = TrainingSession(
-                directory=training_dir or default_directory(), backend=self.backend_label
+                directory=training_dir or default_directory(),
+                backend=self.backend_label,
+                course=course,
             )
+            if trainee:
+                self.training.user = trainee
         self._quitting = False
         self._chosen_backend: str | None = None
 
@@ -124,6 +132,18 @@ class SmtpLabApp(App[None]):
         self.push_screen(LibraryScreen(self))
         if self.initial_scenario is not None:
             self.open_briefing(self.initial_scenario)
+        if self.ask_trainee:
+            from tui.screens.trainee import TraineeScreen
+
+            self.push_screen(TraineeScreen(id="trainee"), self._named)
+
+    def _named(self, name: str | None) -> None:
+        """The trainee typed their name: it goes on the score file."""
+        if self.training is not None and name:
+            self.training.user = name
+            self.sub_title = f"trainee {name}"
+            if self.screen.id == "library":
+                self.screen.refresh_intro()  # type: ignore[attr-defined]
 
     def open_briefing(self, scenario: Scenario) -> None:
         """Show a case's ticket and topology."""
@@ -181,7 +201,8 @@ class SmtpLabApp(App[None]):
             entries,
             probe=str(diagnosis.failed_probe) if diagnosis.failed_probe else None,
             tags=scenario.tags,
-            seed=scenario.id,
+            # Per trainee: neighbours in a class do not see the right answer in the same place.
+            seed=f"{self.training.user}:{scenario.id}" if self.training else scenario.id,
         )
 
     # --- the lab --------------------------------------------------------------------------
@@ -253,6 +274,8 @@ def make_app(
     training: bool = False,
     *,
     training_dir: Path | None = None,
+    trainee: str | None = None,
+    course: tuple[str, ...] = (),
     diagnose: Diagnose | None = None,
     causes: Causes | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -265,6 +288,8 @@ def make_app(
         backend: "local" or "docker"; by default `$SMTPLAB_BACKEND`, else local.
         training: training mode (pick a cause before the verdict; score saved).
         training_dir: where the session file goes (default: the state directory).
+        trainee: who is answering (training mode); None asks on the first screen.
+        course: the trainer's cases in order; the library offers only these.
         diagnose: the diagnosis engine (default: `lab.diagnosis`); tests may feed steps.
         causes: the catalog entries for the training short list.
         clock: monotonic seconds, for timing cases.
@@ -278,6 +303,8 @@ def make_app(
         backend=backend,
         training=training,
         training_dir=training_dir,
+        trainee=trainee,
+        course=course,
         diagnose=diagnose,
         causes=causes,
         clock=clock,
@@ -305,9 +332,15 @@ def run(
     scenario: str | None = None,
     backend: str | None = None,
     training: bool = False,
+    *,
+    training_dir: Path | None = None,
+    trainee: str | None = None,
+    course: tuple[str, ...] = (),
 ) -> int:
     """Run the TUI in this terminal until the user quits; the exit status."""
-    app = make_app(scenario, backend, training)
+    app = make_app(
+        scenario, backend, training, training_dir=training_dir, trainee=trainee, course=course
+    )
     asyncio.run(_run(app))
     return app.return_code or 0
 
@@ -317,6 +350,7 @@ def serve(
     *,
     host: str = "localhost",
     port: int = 8000,
+    public_url: str | None = None,
 ) -> int:
     """Serve the TUI in a browser with textual-serve: one app per browser tab.
 
@@ -324,6 +358,7 @@ def serve(
         argv: the `smtplab tui` options each browser session runs with.
         host: the address the web server listens on.
         port: its port.
+        public_url: the address browsers reach it at (see `page_url`).
     """
     import shlex
     import sys
@@ -338,5 +373,24 @@ def serve(
         )
         return 2
     command = shlex.join([sys.executable, "-m", "lab.cli", "tui", *argv])
-    Server(command, host=host, port=port, title="smtp-lab").serve()
+    url = page_url(host, port, public_url)
+    Server(command, host=host, port=port, title="smtp-lab", public_url=url).serve()
     return 0
+
+
+def page_url(host: str, port: int, public_url: str | None = None) -> str:
+    """Where the served page points its assets and websocket.
+
+    Listening on every address (`0.0.0.0`) is not an address a browser can
+    reach: use this machine's name instead, unless the trainer gave the URL
+    (e.g. behind a proxy).
+    """
+    if public_url:
+        return public_url.rstrip("/")
+    if host in ("0.0.0.0", "::", ""):
+        import socket
+
+        fqdn = socket.getfqdn()
+        # getfqdn() says "localhost" where /etc/hosts maps the name there: useless to others.
+        host = fqdn if "." in fqdn and not fqdn.startswith("localhost") else socket.gethostname()
+    return f"http://{host}:{port}"

@@ -35,6 +35,11 @@ class LibraryHost(Protocol):
         """The training session; None outside training mode."""
         ...
 
+    @property
+    def course(self) -> tuple[str, ...]:
+        """The trainer's cases in order; empty: the whole catalog by level."""
+        ...
+
     def open_briefing(self, scenario: Scenario) -> None:
         """Show a case's ticket and topology."""
         ...
@@ -46,6 +51,11 @@ class BriefingHost(Protocol):
     @property
     def backend_label(self) -> str:
         """The backend labs will run on, as the user would name it."""
+        ...
+
+    @property
+    def training(self) -> TrainingSession | None:
+        """The training session (its briefings hide the faults); None outside training mode."""
         ...
 
     async def bring_up(self, scenario: Scenario, progress: Progress | None = None) -> Lab:

@@ -191,7 +191,8 @@ def _listener_label(listener: Listener) -> str:
     return f":{listener.port}" + (f" {'+'.join(needs)}" if needs else "")
 
 
-def _box(name: str, scenario: Scenario) -> _Box:
+def _box(name: str, scenario: Scenario, hidden: bool = False) -> _Box:
+    """A node's box; `hidden` leaves out what gives the fault away (training briefings)."""
     spec = scenario.nodes[name]
     lines: list[tuple[str, Role]] = []
     if isinstance(spec, ClientNode):
@@ -201,6 +202,8 @@ def _box(name: str, scenario: Scenario) -> _Box:
         if settings.auth is not None:
             lines.append((f"  auth as {settings.auth.user}", Role.TEXT))
         return _Box(name, "mail program", tuple(lines))
+    if isinstance(spec, RouterNode) and hidden:
+        return _Box(name, "ISP router", (("port policy: probe to find out", Role.TEXT),))
     if isinstance(spec, RouterNode):
         if spec.outage:
             lines.append(("OUTAGE: nothing passes", Role.ALERT))
@@ -213,17 +216,17 @@ def _box(name: str, scenario: Scenario) -> _Box:
         return _Box(name, "ISP router", tuple(lines))
     if isinstance(spec, DnsNode):
         for zone_name, zone in spec.zones.items():
-            if zone.fault is not None:
+            if zone.fault is not None and not hidden:
                 lines.append((f"{zone_name} {zone.fault.upper()}", Role.ALERT))
             else:
                 lines.append((zone_name, Role.TEXT))
-        for host, fault in spec.faults.items():
+        for host, fault in ({} if hidden else spec.faults).items():
             lines.append((f"{host} {fault.upper()}", Role.ALERT))
         return _Box(name, "DNS :53", tuple(lines))
     assert isinstance(spec, MailServerNode)
     kind = "relay" if isinstance(spec, RelayNode) else "MX" if isinstance(spec, MxNode) else "SMTP"
     lines.append((spec.hostname, Role.TEXT))
-    if spec.down:
+    if spec.down and not hidden:
         lines.append(("DOWN: switched off", Role.ALERT))
     lines.extend((_listener_label(listener), Role.ALLOW) for listener in spec.listeners)
     return _Box(name, kind, tuple(lines))
@@ -300,9 +303,10 @@ def _panel(
     network: str,
     nodes: tuple[str, ...],
     marks: Mapping[str, Mark],
+    hidden: bool,
 ) -> int:
     """A network panel with its nodes' boxes stacked inside; returns its height."""
-    boxes = [_box(name, scenario) for name in nodes]
+    boxes = [_box(name, scenario, hidden) for name in nodes]
     inner = sum(_box_height(box) for box in boxes) or 1
     height = inner + 2
     canvas.frame(x, y, width, height, _ROUND, Role.NETWORK)
@@ -315,7 +319,7 @@ def _panel(
     return height
 
 
-def _columns(scenario: Scenario, width: int, marks: Mapping[str, Mark]) -> Drawing:
+def _columns(scenario: Scenario, width: int, marks: Mapping[str, Mark], hidden: bool) -> Drawing:
     plan = _plan(scenario)
     canvas = _Canvas(width)
     link = 4  # "──▶ " between columns
@@ -332,15 +336,16 @@ def _columns(scenario: Scenario, width: int, marks: Mapping[str, Mark]) -> Drawi
         outside_rows[network] = outside_y
         outside_y += _panel(
             canvas, right_x, outside_y, right_width, scenario, network,
-            plan.members[network], marks,
+            plan.members[network], marks, hidden,
         ) + 1  # fmt: skip
 
     y = 0
     for network in plan.inside:
-        height = _panel(canvas, 0, y, left_width, scenario, network, plan.members[network], marks)
+        members = plan.members[network]
+        height = _panel(canvas, 0, y, left_width, scenario, network, members, marks, hidden)
         router_y = y
         for router in plan.routers[network]:
-            box = _box(router, scenario)
+            box = _box(router, scenario, hidden)
             router_height = _draw_box(
                 canvas, router_x, router_y, router_width, box, marks.get(router)
             )
@@ -369,7 +374,7 @@ def _link_right(canvas: _Canvas, x: int, y: int, right_x: int, target_y: int) ->
     canvas.put(bend, target_y + 1, "╭▶", Role.LINK)
 
 
-def _stack(scenario: Scenario, width: int, marks: Mapping[str, Mark]) -> Drawing:
+def _stack(scenario: Scenario, width: int, marks: Mapping[str, Mark], hidden: bool) -> Drawing:
     """Boxes one under another; networks are header lines rather than panels (saves rows)."""
     plan = _plan(scenario)
     canvas = _Canvas(width)
@@ -384,7 +389,8 @@ def _stack(scenario: Scenario, width: int, marks: Mapping[str, Mark]) -> Drawing
     def boxes(names: tuple[str, ...], indent: int) -> None:
         nonlocal y
         for name in names:
-            y += _draw_box(canvas, indent, y, width - indent, _box(name, scenario), marks.get(name))
+            box = _box(name, scenario, hidden)
+            y += _draw_box(canvas, indent, y, width - indent, box, marks.get(name))
 
     for network in plan.inside:
         header(network)
@@ -410,6 +416,7 @@ def draw(
     marks: Mapping[str, Mark] | None = None,
     layout: Literal["auto", "columns", "stack"] = "auto",
     client: MailSettings | None = None,
+    hide_faults: bool = False,
 ) -> Drawing:
     """Draw `scenario`'s topology in `width` columns.
 
@@ -423,6 +430,8 @@ def draw(
             (columns when `width` allows).
         client: the mail program's current settings, when they differ from the
             scenario's (e.g. after a fix was applied).
+        hide_faults: leave out port policies, outages, DNS faults and switched-off
+            servers: in training the trainee must find them by probing.
     """
     width = max(width, MIN_WIDTH)
     if client is not None:
@@ -433,8 +442,8 @@ def draw(
     if layout == "auto":
         layout = "columns" if width >= COLUMNS_MIN_WIDTH else "stack"
     if layout == "columns":
-        return _columns(scenario, width, marks)
-    return _stack(scenario, width, marks)
+        return _columns(scenario, width, marks, hide_faults)
+    return _stack(scenario, width, marks, hide_faults)
 
 
 __all__ = ["Drawing", "Mark", "Role", "Span", "draw", "fit"]

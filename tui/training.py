@@ -3,9 +3,12 @@
 Pure Python (no Textual). A trainee commits to a cause from a short list
 before the verdict is shown; each answer is recorded with the time the case
 took, and the whole session is saved after every case as one JSON file a
-trainer can collect (by default under `$SMTPLAB_STATE/training/`, i.e.
-`~/.local/state/smtplab/training/<date>-<time>-<user>.json`). Saving after
-every case means a crash or a closed terminal loses nothing already answered.
+trainer can collect (`--training-dir`, by default `$SMTPLAB_STATE/training/`,
+i.e. `~/.local/state/smtplab/training/<date>-<time>-<trainee>-<token>.json`; the
+random token keeps two sessions started in the same second apart). Saving
+after every case means a crash or a closed terminal loses nothing already
+answered. Only the first answer to a case counts: a retake shows it again.
+`smtplab training report DIR` (`lab.classroom.report`) reads the files.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import random
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,10 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from lab.classroom.report import SCHEMA
+
 SHORT_LIST_SIZE = 4
 # Words of entry ids that say nothing about the kind of fault.
 _STOP_WORDS = frozenset({"", "a", "an", "the", "no", "not", "on", "of", "to", "before"})
-SCHEMA = "smtplab-training/1"
 
 Clock = Callable[[], float]
 
@@ -133,7 +138,8 @@ def short_list(
     tags and the correct entry's own) and fact sections, then the rest in
     catalog order. The
     order is shuffled with `seed` (use the scenario id), so a case always shows
-    the same list and the right answer is not always first.
+    the same list and the right answer is not always first; add the trainee's
+    name to it and neighbours in a class see different orders.
 
     Args:
         correct: id of the right entry; included even if the catalog lacks it.
@@ -182,6 +188,9 @@ class CaseResult:
     steps_seen: int  # diagnosis steps revealed before answering
     choices: tuple[str, ...] = ()
     fix_verified: bool | None = None  # the trainee's re-send with the fix delivered
+    chosen_title: str = ""  # the causes by title, for feedback and the trainer's report
+    expected_title: str = ""
+    answered: str = ""  # ISO time of the answer: orders attempts across sessions
 
 
 @dataclass(frozen=True)
@@ -238,12 +247,15 @@ class TrainingSession:
     backend: str = "local"
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     cases: list[CaseResult] = field(default_factory=list)
+    course: tuple[str, ...] = ()  # the trainer's order of cases, recorded for the report
+    # Two trainees starting in the same second (a class under --serve) must not share a file.
+    token: str = field(default_factory=lambda: secrets.token_hex(4))
 
     @property
     def path(self) -> Path:
-        """`<directory>/<date>-<time>-<user>.json`: one file per session, sortable by date."""
+        """`<directory>/<date>-<time>-<trainee>-<token>.json`: one file per session."""
         stamp = self.started.astimezone().strftime("%Y-%m-%d-%H%M%S")
-        return self.directory / f"{stamp}-{_safe_user(self.user)}.json"
+        return self.directory / f"{stamp}-{_safe_user(self.user)}-{self.token}.json"
 
     @property
     def score(self) -> Score:
@@ -255,8 +267,8 @@ class TrainingSession:
         )
 
     def answered(self, scenario: str) -> CaseResult | None:
-        """The latest answer for `scenario` in this session, if any."""
-        return next((case for case in reversed(self.cases) if case.scenario == scenario), None)
+        """The first (the only counted) answer for `scenario` in this session, if any."""
+        return next((case for case in self.cases if case.scenario == scenario), None)
 
     def record(
         self,
@@ -269,7 +281,11 @@ class TrainingSession:
         steps_seen: int,
         choices: Sequence[Choice] = (),
     ) -> CaseResult:
-        """Add one answer and save the session file."""
+        """Add the first answer to `scenario` and save; a later one returns the first unchanged."""
+        earlier = self.answered(scenario)
+        if earlier is not None:
+            return earlier
+        titles = {choice.entry: choice.title for choice in choices}
         result = CaseResult(
             scenario=scenario,
             title=title,
@@ -279,15 +295,18 @@ class TrainingSession:
             seconds=round(seconds, 1),
             steps_seen=steps_seen,
             choices=tuple(choice.entry for choice in choices),
+            chosen_title=titles.get(chosen, chosen),
+            expected_title=titles.get(expected, expected),
+            answered=datetime.now(UTC).isoformat(timespec="milliseconds"),
         )
         self.cases.append(result)
         self.save()
         return result
 
     def fix_result(self, scenario: str, verified: bool) -> None:
-        """Note whether the trainee's re-send with the fix delivered, and save."""
-        for index in range(len(self.cases) - 1, -1, -1):
-            if self.cases[index].scenario == scenario:
+        """Note whether the trainee's first re-send with the fix delivered, and save."""
+        for index in range(len(self.cases)):
+            if self.cases[index].scenario == scenario and self.cases[index].fix_verified is None:
                 case = self.cases[index]
                 self.cases[index] = CaseResult(**{**asdict(case), "fix_verified": verified})
                 self.save()
@@ -301,6 +320,7 @@ class TrainingSession:
             "user": self.user,
             "backend": self.backend,
             "started": self.started.isoformat(timespec="seconds"),
+            "course": list(self.course),
             "saved": datetime.now(UTC).isoformat(timespec="seconds"),
             "score": {
                 "correct": score.correct,

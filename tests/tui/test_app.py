@@ -112,9 +112,14 @@ async def test_training_mode_records_the_answer(tmp_path: Path) -> None:
 
     The real engine and the real fault catalog: the short list is drawn from it.
     """
-    app = make_app("blocked-port-25", "local", True, training_dir=tmp_path)
+    app = make_app("blocked-port-25", "local", True, training_dir=tmp_path, trainee="ann")
     async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BriefingScreen), what="briefing")
+        briefing_map = app.screen.query_one("#briefing-topology", TopologyView)
+        assert "out :25" not in briefing_map.drawing(100).text(), "training hides the fault"
         lab = await start_case(pilot, app)
+        hidden = workbench(app).query_one("#topology", TopologyView).drawing(60).text()
+        assert "out :25" not in hidden, "not before the trainee has probed"
         await step_to_verdict(pilot, app)
         question = app.screen
         assert isinstance(question, HypothesisScreen)
@@ -126,6 +131,8 @@ async def test_training_mode_records_the_answer(tmp_path: Path) -> None:
         bench = workbench(app)
         assert bench.answer is not None
         assert bench.answer.correct
+        drawn = bench.query_one("#topology", TopologyView).drawing(60).text()
+        assert "out :25 drop" in drawn, "the fault shows once the verdict is revealed"
         assert bench.diagnosis is not None, "the verdict is revealed after the answer"
         assert app.training is not None
         assert str(app.training.score) == "1/1 correct (100%)"
@@ -153,6 +160,7 @@ async def test_training_wrong_answer_is_recorded(tmp_path: Path) -> None:
         "local",
         True,
         training_dir=tmp_path,
+        trainee="bob",
         diagnose=scripted_engine,
         causes=lambda: CATALOG,
     )
@@ -168,6 +176,10 @@ async def test_training_wrong_answer_is_recorded(tmp_path: Path) -> None:
         assert not bench.answer.correct
         assert app.training is not None
         assert app.training.score.correct == 0
+        feedback = text_of(bench.query_one("#verdict-body"))
+        # causes by title, not by catalog id
+        assert "the cause is Outbound port blocked (connect timeout)" in feedback
+        assert "port-blocked-timeout" not in feedback
         await pilot.press("q")
     saved = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert saved["cases"][0]["correct"] is False
@@ -254,6 +266,8 @@ async def test_help_and_form_errors_on_the_workbench() -> None:
         keys = text_of(app.screen.query_one("#help-keys"))
         for words in ("n / space", "Next step", "Apply fix & re-send", "Quit", "Mailboxes"):
             assert words in keys
+        for textual_own in ("ctrl+q", "Focus Next", "Copy selected text"):
+            assert textual_own not in keys, "Textual's own keys are not listed as the app's"
         await pilot.press("escape")
         assert isinstance(app.screen, WorkbenchScreen)
 

@@ -67,7 +67,8 @@ class BriefingScreen(Screen[None]):
             ticket.border_title = "Customer ticket"
             yield ticket
             yield Static(settings_summary(scenario), id="client-settings")
-            topology = TopologyView(scenario, id="briefing-topology")
+            training = self.host.training is not None
+            topology = TopologyView(scenario, id="briefing-topology", hide_faults=training)
             topology.border_title = "Topology"
             yield topology
         with Vertical(id="start-panel"):

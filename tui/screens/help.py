@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
@@ -30,8 +30,18 @@ GUIDE = """\
 q quits from anywhere and always takes the running lab down."""
 
 
+# Textual's own keys (ctrl+q, tab, copy): they work, but they are not this app's commands.
+_TEXTUAL_OWN = {
+    (key, binding.action)
+    for binding in (*App.BINDINGS, *Screen.BINDINGS)
+    if isinstance(binding, Binding)
+    for key in binding.key.split(",")
+}
+
+
 def bindings_table(screen: Screen[object]) -> Table:
-    """Key / action rows for the bindings of `screen` and the app (not a focused widget's).
+    """Key / action rows for the bindings of `screen` and the app (not a focused widget's,
+    nor Textual's own).
 
     Keys doing the same thing share a row ("n / space  Next step").
     """
@@ -40,6 +50,8 @@ def bindings_table(screen: Screen[object]) -> Table:
     for key, active in screen.active_bindings.items():
         binding = active.binding
         if active.node not in (screen, app) or not binding.description:
+            continue
+        if (key, binding.action) in _TEXTUAL_OWN:
             continue
         keys = rows.setdefault(binding.description, [])
         shown = app.get_key_display(binding) or key

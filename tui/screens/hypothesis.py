@@ -46,7 +46,7 @@ class HypothesisScreen(ModalScreen[str | None]):
             )
             yield OptionList(
                 *(
-                    Option(f"{number}. {choice.title}  ({choice.entry})", id=choice.entry)
+                    Option(f"{number}. {choice.title}", id=choice.entry)
                     for number, choice in enumerate(self.choices, start=1)
                 ),
                 id="causes",

@@ -38,6 +38,14 @@ def matches(scenario: Scenario, query: str) -> bool:
     return all(word in haystack for word in query.lower().split())
 
 
+def ordered(scenarios: list[Scenario], course: tuple[str, ...]) -> list[Scenario]:
+    """A course's cases in the trainer's order; without a course, all by level then id."""
+    if course:
+        by_id = {scenario.id: scenario for scenario in scenarios}
+        return [by_id[case] for case in course if case in by_id]
+    return sorted(scenarios, key=lambda s: (list(Level).index(s.level), s.id))
+
+
 class LibraryScreen(Screen[None]):
     """Pick a case."""
 
@@ -72,7 +80,7 @@ class LibraryScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = "Scenario library"
         scenarios, errors = load_catalog()
-        self.scenarios = sorted(scenarios, key=lambda s: (list(Level).index(s.level), s.id))
+        self.scenarios = ordered(scenarios, self.host.course)
         self.load_errors = [str(error) for error in errors]
         table = self.query_one("#scenarios", DataTable)
         id_width = max((len(s.id) for s in self.scenarios), default=10)
@@ -105,11 +113,14 @@ class LibraryScreen(Screen[None]):
         host = self.host
         text = Text()
         text.append(f"{len(self.scenarios)} cases", style="bold")
+        if host.course:
+            text.append(" in the trainer's order")
         text.append(f" · backend: {host.backend_label}")
         text.append(" · type to filter, ↑↓ to choose, Enter to open, ? for help")
         if host.training is not None:
             text.append("\nTraining mode", style="bold magenta")
-            text.append(f" · score {host.training.score} · ctrl+t: session summary")
+            text.append(f" · {host.training.user} · score {host.training.score}")
+            text.append(" · ctrl+t: session summary")
         self.query_one("#library-intro", Static).update(text)
 
     def _fill(self, query: str) -> None:

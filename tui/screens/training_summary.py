@@ -49,8 +49,8 @@ class TrainingSummaryScreen(Screen[None]):
             table.add_row(
                 mark,
                 case.scenario,
-                case.chosen,
-                case.expected,
+                case.chosen_title or case.chosen,
+                case.expected_title or case.expected,
                 f"{case.seconds:.0f} s",
                 str(case.steps_seen),
                 fix,

@@ -67,6 +67,7 @@ class WorkbenchScreen(Screen[None]):
         self.diagnosis: Diagnosis | None = None  # the verdict, once revealed
         self.held_verdict: Diagnosis | None = None  # arrived, waiting for the trainee's answer
         self.answer: CaseResult | None = None
+        self.retake = False  # training: the case was answered earlier in the session
         self.sends = 0
         self.sending = False
         self.last_report: RunReport | None = None
@@ -89,7 +90,12 @@ class WorkbenchScreen(Screen[None]):
                 yield form
                 with VerticalScroll(id="topology-box") as box:
                     box.border_title = "Topology"
-                    yield TopologyView(self.scenario, id="topology", layout="stack")
+                    yield TopologyView(
+                        self.scenario,
+                        id="topology",
+                        layout="stack",
+                        hide_faults=self.host.training is not None,
+                    )
             with Vertical(id="right-column"):
                 stepper = DiagnosisStepper(id="stepper", timings=self.host.show_timings)
                 stepper.border_title = "Diagnosis"
@@ -125,6 +131,10 @@ class WorkbenchScreen(Screen[None]):
         )
         self.timer = CaseTimer(clock=self.host.clock)
         self.timer.start()
+        training = self.host.training
+        # A retake: the first answer counts, so the verdict is not asked for again.
+        self.answer = training.answered(self.scenario.id) if training is not None else None
+        self.retake = self.answer is not None
         self.start_diagnosis(self.scenario.client[1].settings)
         stepper.step_list.focus()
         self.set_interval(REFRESH_SECONDS, self.refresh_lab_views)
@@ -233,6 +243,7 @@ class WorkbenchScreen(Screen[None]):
             stepper.select(failed[0])
         fix = "f: apply fix & re-send · " if diagnosis.remedy.settings else ""
         stepper.set_status(Text(f"Verdict: {diagnosis.title} · {fix}d: diagnose again", "bold"))
+        self.query_one("#topology", TopologyView).hide_faults = False  # training: now revealed
         self._update_marks()
         self.set_status(Text.assemble(("Verdict: ", "bold"), diagnosis.cause))
 
@@ -276,7 +287,8 @@ class WorkbenchScreen(Screen[None]):
         if self.answer is None:
             return None
         training = self.host.training
-        return answer_text(self.answer, str(training.score) if training is not None else None)
+        score = str(training.score) if training is not None else None
+        return answer_text(self.answer, score, retake=self.retake)
 
     # --- selection, marks, transcript -----------------------------------------------------
 

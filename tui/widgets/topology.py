@@ -61,6 +61,8 @@ class TopologyView(Widget):
 
     marks: reactive[dict[str, Mark]] = reactive(dict, layout=True)
     client: reactive[MailSettings | None] = reactive(None, layout=True)
+    # Training: faults stay out of the drawing until the verdict (set False to reveal them).
+    hide_faults: reactive[bool] = reactive(False, layout=True)
 
     def __init__(
         self,
@@ -70,10 +72,12 @@ class TopologyView(Widget):
         name: str | None = None,
         id: str | None = None,  # noqa: A002 (Textual's own parameter name)
         classes: str | None = None,
+        hide_faults: bool = False,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.scenario = scenario
         self._layout = layout
+        self.set_reactive(TopologyView.hide_faults, hide_faults)
 
     def mark(self, node: str | None, mark: Mark | None) -> None:
         """Mark `node` (replacing any earlier mark of the same kind on another node)."""
@@ -92,7 +96,14 @@ class TopologyView(Widget):
 
     def drawing(self, width: int) -> Drawing:
         """The drawing at `width` columns."""
-        return draw(self.scenario, width, marks=self.marks, layout=self._layout, client=self.client)
+        return draw(
+            self.scenario,
+            width,
+            marks=self.marks,
+            layout=self._layout,
+            client=self.client,
+            hide_faults=self.hide_faults,
+        )
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         """As tall as the drawing at this width."""

@@ -30,14 +30,27 @@ def remedy_settings_text(settings: dict[str, object]) -> str:
     return ", ".join(parts)
 
 
-def answer_text(answer: CaseResult, score: str | None) -> Text:
-    """The trainee's result line: right or wrong, the time taken, the session score."""
+def answer_text(answer: CaseResult, score: str | None, *, retake: bool = False) -> Text:
+    """The trainee's result line: right or wrong (causes by title), the time, the score.
+
+    `retake`: the case was answered before in this session; that first answer counts.
+    """
     tail = f" · session score {score}" if score is not None else ""
+    first = ("Your first answer counts: ", "bold") if retake else ""
     if answer.correct:
-        return Text.assemble(("✓ Correct! ", "bold green"), f"({answer.seconds:.0f} s){tail}\n")
+        return Text.assemble(
+            first, ("✓ Correct! ", "bold green"), f"({answer.seconds:.0f} s){tail}\n"
+        )
+    chosen = answer.chosen_title or answer.chosen
+    expected = answer.expected_title or answer.expected
     return Text.assemble(
+        first,
         ("✗ Not quite. ", "bold red"),
-        f"You chose {answer.chosen}; the cause is {answer.expected}.{tail}\n",
+        "You chose ",
+        (chosen, "bold"),
+        "; the cause is ",
+        (expected, "bold"),
+        f".{tail}\n",
     )
 
 
