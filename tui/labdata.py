@@ -60,6 +60,7 @@ class LogEntry:
     """One node event, summarised."""
 
     at: float  # seconds since the lab's first event
+    clock: str  # the wall-clock time it happened, HH:MM:SS.mmm (local time)
     node: str
     event: str
     summary: str
@@ -177,6 +178,7 @@ def collect_logs(lab: Lab, *, include_quiet: bool = False) -> list[LogEntry]:
         entries.append(
             LogEntry(
                 at=float(event.get("ts", origin)) - origin,
+                clock=clock_time(float(event.get("ts", origin))),
                 node=str(event.get("node", "?")),
                 event=kind,
                 summary=summary,
@@ -184,6 +186,13 @@ def collect_logs(lab: Lab, *, include_quiet: bool = False) -> list[LogEntry]:
             )
         )
     return entries
+
+
+def clock_time(timestamp: float) -> str:
+    """`14:03:07.412`: when an event happened, as a person reads a log."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(timestamp).strftime("%H:%M:%S.%f")[:-3]
 
 
 def _join(values: object) -> str:

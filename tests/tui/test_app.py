@@ -8,10 +8,13 @@ mode; `q` (and every other way out) leaves no lab behind.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input, TabbedContent
 
+from lab.diagnosis.events import Diagnosis, Remedy
 from lab.errors import LabStartError
 from lab.runtime.local import LocalLab
 from lab.scenario.model import Outcome
@@ -262,7 +265,7 @@ async def test_help_and_form_errors_on_the_workbench() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await start_case(pilot, app)
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         keys = text_of(app.screen.query_one("#help-keys"))
         for words in ("n / space", "Next step", "Apply fix & re-send", "Quit", "Mailboxes"):
             assert words in keys
@@ -281,4 +284,44 @@ async def test_help_and_form_errors_on_the_workbench() -> None:
         await pilot.press("escape")  # leaves the field, not the lab
         assert isinstance(app.screen, WorkbenchScreen)
         assert app.focused is not port
+        await pilot.press("q")
+
+
+async def test_q_quits_from_the_library_after_filtering() -> None:
+    """Type to filter, Escape, q: the app quits (q is not typed into the filter)."""
+    app = make_app(None, "local", False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*"port")
+        assert app.screen.query_one("#filter", Input).value == "port"
+        await pilot.press("escape", "q")
+        await pilot.pause()
+    assert not app.is_running
+
+
+async def test_narrow_workbench_folds_settings_and_offers_f_only_for_settings() -> None:
+    """At 80x24 settings and topology are a tab; a remedy that is no setting hides `f`."""
+
+    async def no_setting_engine(lab, settings):  # type: ignore[no-untyped-def]
+        async for event in scripted_engine(lab, settings):
+            if isinstance(event, Diagnosis):
+                event = replace(event, remedy=Remedy("Wait: the server greylists.", {}))
+            yield event
+
+    app = make_app("blocked-port-25", "local", False, diagnose=no_setting_engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_case(pilot, app)
+        bench = workbench(app)
+        assert bench.has_class("narrow")
+        assert not bench.query("#left-column")
+        assert bench.query_one("#settings-form").parent.id == "tab-settings"  # type: ignore[union-attr]
+        bench.action_edit()
+        await pilot.pause()
+        assert bench.query_one("#tabs", TabbedContent).active == "tab-settings"
+        await pilot.press("escape")
+        await step_to_verdict(pilot, app)
+        await pilot.pause()
+        assert bench.query_one("#stepper").region.height >= 6, "the diagnosis stays in view"
+        assert bench.query_one("#verdict").region.height > 2
+        assert bench.check_action("apply_fix", ()) is False, "no f where waiting is the remedy"
+        assert "f:" not in text_of(bench.query_one("#stepper #stepper-status"))
         await pilot.press("q")

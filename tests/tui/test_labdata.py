@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lab.catalog import load
@@ -73,3 +75,7 @@ async def test_bounce_shows_dsn_fields_and_logs_show_decisions() -> None:
     assert bounces[0].original_message_id == report.send.message_id
     events = {entry.event for entry in logs}
     assert {"query", "queued", "bounced"} <= events
+    # clock times a person reads, in order
+    clocks = [entry.clock for entry in logs]
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", clock) for clock in clocks), clocks
+    assert clocks == sorted(clocks) or clocks[0] > clocks[-1]  # (unless past midnight)

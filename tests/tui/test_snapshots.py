@@ -1,4 +1,4 @@
-"""Snapshots of the main screens at 120x40 (pytest-textual-snapshot).
+"""Snapshots of the main screens at 120x40 and 80x24 (pytest-textual-snapshot).
 
 Deterministic by construction: a pinned catalog for the library, the
 scenario's own files for the briefing, and for the workbench a hand-made
@@ -25,9 +25,16 @@ SnapCompare = Callable[..., bool]
 pytestmark = pytest.mark.usefixtures("pinned_catalog")
 
 
-def test_library(snap_compare: SnapCompare) -> None:
-    """The library: id, title, level, tags of each case."""
-    assert snap_compare(make_app(backend="local"), terminal_size=SIZE)
+@pytest.fixture(params=[SIZE, (80, 24)], ids=["120x40", "80x24"])
+def size(request: pytest.FixtureRequest) -> tuple[int, int]:
+    """Both terminal sizes: a roomy one, and the smallest a trainee's terminal has."""
+    size: tuple[int, int] = request.param
+    return size
+
+
+def test_library(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    """The library: id, title, level (and tags where they fit) of each case."""
+    assert snap_compare(make_app(backend="local"), terminal_size=size)
 
 
 def test_library_filtered(snap_compare: SnapCompare) -> None:
@@ -35,7 +42,7 @@ def test_library_filtered(snap_compare: SnapCompare) -> None:
     assert snap_compare(make_app(backend="local"), press=list("port-25"), terminal_size=SIZE)
 
 
-def test_briefing(snap_compare: SnapCompare) -> None:
+def test_briefing(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     """Ticket, mail program settings, topology and Start lab."""
 
     async def open_case(pilot: Pilot[None]) -> None:
@@ -43,7 +50,7 @@ def test_briefing(snap_compare: SnapCompare) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, BriefingScreen))
 
-    assert snap_compare(make_app(backend="local"), run_before=open_case, terminal_size=SIZE)
+    assert snap_compare(make_app(backend="local"), run_before=open_case, terminal_size=size)
 
 
 async def _to_workbench(pilot: Pilot[None]) -> None:
@@ -59,8 +66,10 @@ def test_workbench(snap_compare: SnapCompare) -> None:
     assert snap_compare(app, run_before=_to_workbench, terminal_size=SIZE)
 
 
-def test_workbench_verdict(snap_compare: SnapCompare) -> None:
-    """Stepped to the verdict: the failing step, the ISP marked, the remedy."""
+def test_workbench_verdict(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    """Stepped to the verdict: the failing step, the ISP marked, the remedy.
+
+    At 80x24 the settings and topology are tabs; the diagnosis and verdict stay in view."""
 
     async def to_verdict(pilot: Pilot[None]) -> None:
         await _to_workbench(pilot)
@@ -74,4 +83,4 @@ def test_workbench_verdict(snap_compare: SnapCompare) -> None:
         await pilot.pause()
 
     app = make_app("blocked-port-25", "local", False, diagnose=scripted_engine, show_timings=False)
-    assert snap_compare(app, run_before=to_verdict, terminal_size=SIZE)
+    assert snap_compare(app, run_before=to_verdict, terminal_size=size)

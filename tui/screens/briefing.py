@@ -39,11 +39,18 @@ def settings_summary(scenario: Scenario) -> Text:
     return text
 
 
+def reflow(text: str) -> str:
+    """Paragraphs as flowing text: a ticket's hard line breaks would wrap twice when narrow."""
+    paragraphs = text.strip().split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+
+
 class BriefingScreen(Screen[None]):
     """Read the ticket, look at the network, start the lab."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "start", "Start lab", show=True, priority=False),
+        # priority: the focused button's own Enter would hide it from the footer.
+        Binding("enter", "start", "Start lab", show=True, priority=True),
         Binding("escape", "back", "Back to library", show=True),
     ]
 
@@ -63,7 +70,7 @@ class BriefingScreen(Screen[None]):
             if scenario.tags:
                 heading.append(f" · {', '.join(scenario.tags)}", style="dim")
             yield Static(heading, id="case-title")
-            ticket = Static(scenario.ticket.strip(), id="ticket")
+            ticket = Static(reflow(scenario.ticket), id="ticket")
             ticket.border_title = "Customer ticket"
             yield ticket
             yield Static(settings_summary(scenario), id="client-settings")
@@ -100,7 +107,10 @@ class BriefingScreen(Screen[None]):
         self.action_back()
 
     def action_start(self) -> None:
-        """Bring the lab up (once; again after a failure)."""
+        """Bring the lab up (once; again after a failure); Enter on Back goes back."""
+        if self.focused is not None and self.focused.id == "back":
+            self.action_back()
+            return
         if self.starting:
             return
         self.starting = True

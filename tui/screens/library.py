@@ -50,7 +50,8 @@ class LibraryScreen(Screen[None]):
     """Pick a case."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open", "Open case", show=True),
+        # priority: the list's and the filter box's own Enter would hide it from the footer.
+        Binding("enter", "open", "Open case", show=True, priority=True),
         Binding("slash", "filter", "Filter", show=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -61,7 +62,7 @@ class LibraryScreen(Screen[None]):
         self.scenarios: list[Scenario] = []
         self.shown: list[Scenario] = []
         self.load_errors: list[str] = []
-        self._widths = {"title": 60, "tags": 30}
+        self._widths: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -83,24 +84,38 @@ class LibraryScreen(Screen[None]):
         self.scenarios = ordered(scenarios, self.host.course)
         self.load_errors = [str(error) for error in errors]
         table = self.query_one("#scenarios", DataTable)
-        id_width = max((len(s.id) for s in self.scenarios), default=10)
-        level_width = max(len(str(level)) for level in Level)
-        # Tags get what is left after the title's share, so all four columns fit the screen.
-        room = max(self.app.size.width - 4 - 2 * 4 - id_width - level_width, 40)
-        title_width = max(
-            min(max((len(s.title) for s in self.scenarios), default=30), room - 20), 20
-        )
-        table.add_column("id", key="id", width=id_width)
-        table.add_column("title", key="title", width=title_width)
-        table.add_column("level", key="level", width=level_width)
-        table.add_column("tags", key="tags", width=max(room - title_width, 10))
-        self._widths = {"title": title_width, "tags": max(room - title_width, 10)}
-        self._fill("")
+        self._layout_columns(self.app.size.width)
         errors_view = self.query_one("#library-errors", Static)
         errors_view.update("\n".join(self.load_errors))
         errors_view.display = bool(self.load_errors)
         self.refresh_intro()
         table.focus()
+
+    def _layout_columns(self, width: int) -> None:
+        """Columns that fit `width`: tags only where the title keeps a readable share."""
+        id_width = max((len(s.id) for s in self.scenarios), default=10)
+        level_width = max(len(str(level)) for level in Level)
+        longest = max((len(s.title) for s in self.scenarios), default=30)
+        room = max(width - 4 - 2 * 4 - id_width - level_width, 20)
+        with_tags = room >= 60
+        title_width = max(min(longest, room - 20 if with_tags else room + 2), 12)
+        widths = {"title": title_width, "tags": max(room - title_width, 10) if with_tags else 0}
+        if widths == self._widths:
+            return
+        self._widths = widths
+        table = self.query_one("#scenarios", DataTable)
+        table.clear(columns=True)
+        table.add_column("id", key="id", width=id_width)
+        table.add_column("title", key="title", width=title_width)
+        table.add_column("level", key="level", width=level_width)
+        if with_tags:
+            table.add_column("tags", key="tags", width=widths["tags"])
+        self._fill(self.query_one("#filter", Input).value)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Columns follow the terminal's width."""
+        if self.scenarios:
+            self._layout_columns(event.size.width)
 
     def on_screen_resume(self) -> None:
         # Back from a case: the training score and the ✓/✗ marks may have changed.
@@ -134,13 +149,14 @@ class LibraryScreen(Screen[None]):
             title = Text(fit(scenario.title, widths["title"] - 3))
             if training is not None and (done := training.answered(scenario.id)) is not None:
                 title.append("  ✓" if done.correct else "  ✗", "green" if done.correct else "red")
-            table.add_row(
+            cells: list[str | Text] = [
                 scenario.id,
                 title,
                 Text(str(scenario.level), style=LEVEL_STYLES.get(scenario.level, "")),
-                fit(", ".join(scenario.tags), widths["tags"]),
-                key=scenario.id,
-            )
+            ]
+            if widths["tags"]:
+                cells.append(fit(", ".join(scenario.tags), widths["tags"]))
+            table.add_row(*cells, key=scenario.id)
         if current is not None and current in self.shown:  # keep the reader's place
             table.move_cursor(row=self.shown.index(current))
 

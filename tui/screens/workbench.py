@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from tui.host import WorkbenchHost
 
 REFRESH_SECONDS = 1.0
+# Below this many columns the settings and the topology fold into tabs, so the diagnosis
+# and its verdict keep the width (and the height: 80x24 must stay usable).
+NARROW_BELOW = 100
 
 
 class WorkbenchScreen(Screen[None]):
@@ -52,8 +55,9 @@ class WorkbenchScreen(Screen[None]):
         Binding("s", "send", "Send"),
         Binding("d", "rediagnose", "Diagnose again", show=False),
         Binding("t", "tab('tab-transcript')", "Transcript", show=False),
-        Binding("m", "tab('tab-mail')", "Mailboxes"),
-        Binding("l", "tab('tab-logs')", "Logs"),
+        # The tab bar shows these; the footer keeps room for `? Help` at 80 columns.
+        Binding("m", "tab('tab-mail')", "Mailboxes", show=False),
+        Binding("l", "tab('tab-logs')", "Logs", show=False),
         Binding("e", "edit", "Edit settings", show=False),
         Binding("escape", "back", "Library"),
     ]
@@ -70,6 +74,7 @@ class WorkbenchScreen(Screen[None]):
         self.retake = False  # training: the case was answered earlier in the session
         self.sends = 0
         self.sending = False
+        self.busy_noticed = False
         self.last_report: RunReport | None = None
         self.timer = CaseTimer()  # re-made with the app's clock once mounted
 
@@ -80,22 +85,27 @@ class WorkbenchScreen(Screen[None]):
 
     # --- layout ---------------------------------------------------------------------------
 
+    def _settings_and_topology(self) -> ComposeResult:
+        form = SettingsForm(self.scenario.client[1].settings, id="settings-form")
+        form.border_title = "Mail program settings"
+        yield form
+        with VerticalScroll(id="topology-box") as box:
+            box.border_title = "Topology"
+            yield TopologyView(
+                self.scenario,
+                id="topology",
+                layout="stack",
+                hide_faults=self.host.training is not None,
+            )
+
     def compose(self) -> ComposeResult:
-        settings = self.scenario.client[1].settings
+        narrow = self.app.size.width < NARROW_BELOW
+        self.set_class(narrow, "narrow")
         yield Header()
         with Horizontal(id="workbench-body"):
-            with Vertical(id="left-column"):
-                form = SettingsForm(settings, id="settings-form")
-                form.border_title = "Mail program settings"
-                yield form
-                with VerticalScroll(id="topology-box") as box:
-                    box.border_title = "Topology"
-                    yield TopologyView(
-                        self.scenario,
-                        id="topology",
-                        layout="stack",
-                        hide_faults=self.host.training is not None,
-                    )
+            if not narrow:
+                with Vertical(id="left-column"):
+                    yield from self._settings_and_topology()
             with Vertical(id="right-column"):
                 stepper = DiagnosisStepper(id="stepper", timings=self.host.show_timings)
                 stepper.border_title = "Diagnosis"
@@ -109,6 +119,9 @@ class WorkbenchScreen(Screen[None]):
                             "No transcript yet: step the diagnosis (n) or send (s).",
                             id="transcript",
                         )
+                    if narrow:
+                        with TabPane("Settings", id="tab-settings"):
+                            yield from self._settings_and_topology()
                     with TabPane("Mailboxes", id="tab-mail"):
                         yield MailboxesView(id="mailboxes")
                     with TabPane("Logs", id="tab-logs"):
@@ -205,7 +218,8 @@ class WorkbenchScreen(Screen[None]):
 
     def _no_more_steps(self) -> None:
         if self.diagnosis is not None:
-            hint = "f: apply the fix and re-send · d: diagnose again"
+            fix = "f: apply the fix and re-send · " if self.diagnosis.remedy.settings else ""
+            hint = f"{fix}d: diagnose again"
             self.notify(f"The diagnosis is complete. {hint}", title="Done")
         else:
             self.notify("The engine gave no verdict.", severity="warning")
@@ -241,6 +255,7 @@ class WorkbenchScreen(Screen[None]):
         ]
         if failed:  # back to the step that went wrong: its evidence and transcript show
             stepper.select(failed[0])
+        self.refresh_bindings()  # `f` shows only where the remedy is a setting
         fix = "f: apply fix & re-send · " if diagnosis.remedy.settings else ""
         stepper.set_status(Text(f"Verdict: {diagnosis.title} · {fix}d: diagnose again", "bold"))
         self.query_one("#topology", TopologyView).hide_faults = False  # training: now revealed
@@ -345,8 +360,12 @@ class WorkbenchScreen(Screen[None]):
     def start_send(self, settings: MailSettings, *, fix: bool) -> None:
         """Send in a worker; the transcript tab says what is going on meanwhile."""
         if self.sending:
-            self.notify("A send is still running.", severity="warning")
+            # One notice per send, however often s or f is pressed meanwhile.
+            if not self.busy_noticed:
+                self.busy_noticed = True
+                self.notify("A send is still running.", severity="warning")
             return
+        self.busy_noticed = False
         self.sending = True
         self.sends += 1
         self.query_one("#topology", TopologyView).client = settings
@@ -450,7 +469,18 @@ class WorkbenchScreen(Screen[None]):
 
     def action_edit(self) -> None:
         """Jump to the settings form."""
+        if self.has_class("narrow"):
+            self.action_tab("tab-settings")
         self.query_one("#server").focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`f` is offered only where the remedy is a mail-program setting (greyed before the
+        verdict; not at all for, e.g., greylisting, where waiting is the remedy)."""
+        if action == "apply_fix":
+            if self.diagnosis is None:
+                return None
+            return bool(self.diagnosis.remedy.settings)
+        return True
 
     def action_back(self) -> None:
         """Leave a form field; from elsewhere, back to the library (the lab goes down)."""

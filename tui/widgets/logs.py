@@ -76,7 +76,7 @@ class LogsView(Vertical):
         for entry in shown:
             style = LEVEL_STYLES.get(entry.level, "")
             table.add_row(
-                Text(f"{entry.at:8.3f}", style="dim"),
+                Text(entry.clock, style="dim"),
                 entry.node,
                 Text(entry.event, style=style),
                 Text(entry.summary, style=style),
