@@ -21,12 +21,18 @@ from lab.errors import LabError
 from lab.runtime import BACKENDS, get_backend
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from lab.runtime.base import Backend
 
     # argparse's subparsers action is generic only to the type checker.
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
+
+# Terminal columns from which tables show their secondary columns (tags, references):
+# below it they would squeeze the titles to a word per line.
+WIDE_TABLE = 110
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -50,6 +56,18 @@ def add_backend_option(sub: argparse.ArgumentParser) -> None:
         help="where nodes run (default: $SMTPLAB_BACKEND, else docker when an engine "
         "answers and the node image is built or can be, else local)",
     )
+
+
+def fitted_table(title: str, columns: list[str]) -> Table:
+    """A compact table whose first column (ids) never wraps and whose other columns do."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column(columns[0], no_wrap=True)
+    for column in columns[1:]:
+        table.add_column(column, no_wrap=column in ("level", "severity"))
+    return table
 
 
 def run_async(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -76,10 +94,14 @@ def progress(message: str, *, quiet: bool = False) -> Iterator[Callable[[str], N
 def pick_backend(name: str | None) -> Backend:
     """The backend to use (`lab.runtime.get_backend`); for docker, the node image is found
     or, on first use, built here with a progress display before any lab starts."""
-    from lab.runtime import default_backend
+    from lab.runtime import ENGINE_ANSWERS_BUT, default_backend
     from lab.runtime.docker import DockerBackend
 
-    chosen = name or default_backend()[0]
+    chosen = name
+    if chosen is None:
+        chosen, reason = default_backend()
+        if reason.startswith(ENGINE_ANSWERS_BUT):  # the user would expect docker: say why not
+            err.print(f"smtplab: using the local backend: {reason}", markup=False)
     backend = get_backend(chosen)
     if isinstance(backend, DockerBackend):
         from lab.runtime.image import present_node_image

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from lab.catalog import load
 from lab.cli.common import (
+    WIDE_TABLE,
     add_backend_option,
     add_command,
+    fitted_table,
     out,
     pick_backend,
     progress,
@@ -240,14 +242,12 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     if args.json:
         out.print_json(json.dumps([entry.model_dump(mode="json") for entry in catalog.entries]))
         return 0
-    from rich.table import Table
-
-    table = Table(title=f"Known faults ({len(catalog.entries)})")
-    table.add_column("id", no_wrap=True)
-    table.add_column("title")
-    table.add_column("severity", no_wrap=True)
-    table.add_column("references")
+    wide = out.width >= WIDE_TABLE
+    table = fitted_table(f"Known faults ({len(catalog.entries)})", ["id", "title", "severity"])
+    if wide:  # references would squeeze titles to a word per line on 80 columns
+        table.add_column("references")
     for entry in catalog.entries:
-        table.add_row(entry.id, entry.title, entry.severity, "; ".join(entry.references))
+        references = ["; ".join(entry.references)] if wide else []
+        table.add_row(entry.id, entry.title, entry.severity, *references)
     out.print(table)
     return 0

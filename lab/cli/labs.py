@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import signal
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,7 @@ from lab.errors import NoSuchLab, UsageError
 
 if TYPE_CHECKING:
     from lab.cli.common import Commands
+    from lab.runtime.base import Endpoint, Lab
     from lab.runtime.docker import DockerBackend
     from lab.scenario.model import Scenario
 
@@ -45,6 +48,9 @@ def add_parsers(commands: Commands) -> None:
         "exits (`smtplab down LAB`); a local lab runs until Ctrl-C.",
     )
     sub.add_argument("scenario", metavar="SCENARIO")
+    sub.add_argument(
+        "--json", action="store_true", help="the endpoints, host names, CA file and DNS as JSON"
+    )
     add_backend_option(sub)
 
     sub = add_command(commands, "down", cmd_down, "Stop a lab started with `smtplab up`.")
@@ -56,10 +62,13 @@ def add_parsers(commands: Commands) -> None:
         "(labs a running process owns are left to it)",
     )
 
-    sub = add_command(commands, "logs", cmd_logs, "Show what a node of a running lab logged.")
+    sub = add_command(
+        commands, "logs", cmd_logs, "Show what a node of a running lab decided (no NODE: list)."
+    )
     sub.add_argument("lab", metavar="LAB")
-    sub.add_argument("node", metavar="NODE")
+    sub.add_argument("node", nargs="?", metavar="NODE", help="without it: the lab's nodes")
     sub.add_argument("--tail", type=int, default=None, help="only the last N lines of each log")
+    sub.add_argument("--json", action="store_true", help="the raw events, one JSON per line")
 
     sub = add_command(commands, "labs", cmd_labs, "List running labs of both backends.")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
@@ -84,7 +93,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.runtime.docker import DockerBackend
 
     if isinstance(backend, DockerBackend):
-        return _up_docker(scenario, backend)
+        return _up_docker(scenario, backend, as_json=args.json)
 
     async def work() -> None:
         with progress(f"starting {scenario.id} on the {backend.name} backend"):
@@ -92,9 +101,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         state = _labs_dir() / f"{lab.id}.json"
         try:
             endpoints = await lab.publish_endpoints()
-            out.print(f"Lab [bold]{lab.id}[/] is up ({scenario.title}).")
-            out.print(render.endpoints_table(endpoints))
-            out.print(f"Stop it with Ctrl-C or `smtplab down {lab.id}`.")
+            if not args.json:
+                out.print(f"Lab [bold]{lab.id}[/] is up ({scenario.title}).")
+            _print_access(lab, endpoints, as_json=args.json)
+            if not args.json:
+                out.print(f"Stop it with Ctrl-C or `smtplab down {lab.id}`.")
             state.parent.mkdir(parents=True, exist_ok=True)
             state.write_text(
                 json.dumps(
@@ -121,7 +132,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _up_docker(scenario: Scenario, backend: DockerBackend) -> int:
+def _print_access(lab: Lab, endpoints: list[Endpoint], *, as_json: bool) -> None:
+    """The endpoints and what a real client needs besides: host names, CA, DNS, swaks."""
+    from lab.connect_info import lab_access
+
+    access = lab_access(lab.id, lab.backend, lab.topology, endpoints, lab.ca_file)
+    if as_json:
+        out.print_json(
+            json.dumps({**access.to_json(), "endpoints": [asdict(e) for e in endpoints]})
+        )
+        return
+    out.print(render.endpoints_table(endpoints))
+    out.print(f"Lab CA (verify certificates with it): {access.ca_file or 'none'}", markup=False)
+    out.print(f"Lab DNS server (inside the lab): {access.dns or 'none'}", markup=False)
+    for server in access.servers:
+        out.print(
+            f"\n{server.node}: {server.connect} is {server.hostname} "
+            f"(SNI and certificate name; TLS {server.tls}"
+            f"{', AUTH required' if server.auth_required else ''})",
+            markup=False,
+        )
+        out.print(f"  {server.swaks}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _up_docker(scenario: Scenario, backend: DockerBackend, *, as_json: bool = False) -> int:
     """A detached docker lab: its containers outlive this command; found again by label."""
     backend.detached = True
 
@@ -136,8 +170,11 @@ def _up_docker(scenario: Scenario, backend: DockerBackend) -> int:
         return lab, endpoints
 
     lab, endpoints = run_async(work)
+    if as_json:
+        _print_access(lab, endpoints, as_json=True)
+        return 0
     out.print(f"Lab [bold]{lab.id}[/] is up on docker ({scenario.title}); it keeps running.")
-    out.print(render.endpoints_table(endpoints))
+    _print_access(lab, endpoints, as_json=False)
     out.print(
         f"Logs: `smtplab logs {lab.id} NODE`; labs: `smtplab labs`; "
         f"stop it with `smtplab down {lab.id}`."
@@ -231,23 +268,26 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     labs = _running_labs()
     if args.lab in labs:
-        directory = Path(labs[args.lab]["data"]) / args.node
-        if not directory.is_dir():
-            raise UsageError(f"lab {args.lab} has no node {args.node!r}")
-        _print_events(read_events(directory), args.tail)
+        data = Path(labs[args.lab]["data"])
+        nodes = sorted(path.name for path in data.iterdir() if path.is_dir())
+        if args.node is None or args.node not in nodes:
+            return _list_nodes(args.lab, args.node, nodes)
+        _print_events(read_events(data / args.node), args.tail, as_json=args.json)
         return 0
     client, docker = _docker_labs()
     info = next((info for info in docker if info.id == args.lab), None)
     if info is None:
         raise _no_such_lab(args.lab, labs, docker)
-    if args.node not in info.nodes:
-        nodes = ", ".join(sorted(name for name in info.nodes if not name.startswith("_")))
-        raise UsageError(f"lab {args.lab} has no node {args.node!r}; its nodes: {nodes}")
+    if args.node is None or args.node not in info.nodes:
+        return _list_nodes(args.lab, args.node, [n for n in info.nodes if not n.startswith("_")])
     from lab.runtime.docker import container_logs
 
     events = read_events(info.host_dir / args.node) if info.host_dir is not None else []
-    out.print(f"--- {args.node}: events ({len(events)}) ---", markup=False)
-    _print_events(events, args.tail)
+    if args.json:
+        _print_events(events, args.tail, as_json=True)
+        return 0
+    out.print(f"--- {args.node}: what it decided ({len(events)} events) ---", markup=False)
+    _print_events(events, args.tail, as_json=False)
     out.print(f"--- {args.node}: container output ---", markup=False)
     tail = "all" if args.tail is None else args.tail
     output = container_logs(client, args.lab, args.node, tail).rstrip()
@@ -255,9 +295,34 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_events(events: list[dict[str, Any]], tail: int | None) -> None:
+def _list_nodes(lab_id: str, asked: str | None, nodes: list[str]) -> int:
+    """No node named (the list, exit 0) or an unknown one (one line, exit 2)."""
+    names = ", ".join(sorted(nodes))
+    if asked is not None:
+        raise UsageError(f"lab {lab_id} has no node {asked!r}; its nodes: {names}")
+    out.print(f"Nodes of {lab_id}: {names}", markup=False)
+    out.print(f"Show one: smtplab logs {lab_id} NODE", markup=False)
+    return 0
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """`14:03:07.412  relay  rcpt  to=bob@example.net code=550`: an event as a person reads it."""
+    stamp = event.get("ts")
+    clock = (
+        datetime.fromtimestamp(float(stamp)).strftime("%H:%M:%S.%f")[:-3]
+        if isinstance(stamp, int | float)
+        else "--:--:--.---"
+    )
+    details = " ".join(
+        f"{key}={value}" for key, value in event.items() if key not in ("ts", "node", "event")
+    )
+    return f"{clock}  {event.get('node', '?')}  {event.get('event', '?')}  {details}".rstrip()
+
+
+def _print_events(events: list[dict[str, Any]], tail: int | None, *, as_json: bool) -> None:
     for event in events if tail is None else events[-tail:]:
-        out.print(json.dumps(event), markup=False, highlight=False, soft_wrap=True)
+        line = json.dumps(event) if as_json else event_line(event)
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @engine_errors

@@ -25,6 +25,7 @@ from lab.runtime.base import running_lab
 
 if TYPE_CHECKING:
     from lab.cli.common import Commands
+    from lab.scenario.model import MailSettings
 
 
 def add_parsers(commands: Commands) -> None:
@@ -56,10 +57,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load(args.scenario)
     backend = pick_backend(args.backend)
     settings_ = scenario.client[1].settings
+    changes: dict[str, tuple[str, str]] = {}
     if args.fix:
         if scenario.expect.fix is None:
             raise UsageError(f"scenario {scenario.id!r} has no fix")
-        settings_ = scenario.expect.fix.apply(settings_)
+        fixed = scenario.expect.fix.apply(settings_)
+        changes = setting_changes(settings_, fixed)
+        settings_ = fixed
 
     async def work() -> Any:
         with progress(f"starting {scenario.id} on the {backend.name} backend", quiet=args.json):
@@ -68,10 +72,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     report = run_async(work)
     if args.json:
-        out.print_json(json.dumps(report.to_json()))
+        fix = (
+            {"fix_changes": {key: list(pair) for key, pair in changes.items()}} if args.fix else {}
+        )
+        out.print_json(json.dumps({**report.to_json(), **fix}))
     else:
+        if args.fix:
+            said = ", ".join(f"{key} {old} → {new}" for key, (old, new) in changes.items())
+            out.print(f"Fix applied to the mail program: {said or 'nothing changed'}", markup=False)
         out.print(render.run_report(scenario, report), soft_wrap=True)
     return 0
+
+
+def setting_changes(before: MailSettings, after: MailSettings) -> dict[str, tuple[str, str]]:
+    """Setting -> (old, new) for every mail-program setting the fix changed; no password."""
+
+    def shown(settings: MailSettings) -> dict[str, str]:
+        values = settings.model_dump(mode="json", by_alias=True)
+        auth = values.pop("auth", None)
+        values["auth"] = f"as {auth['user']}" if isinstance(auth, dict) else "none"
+        return {
+            key: ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+            for key, v in values.items()
+        }
+
+    old, new = shown(before), shown(after)
+    return {key: (old.get(key, "-"), value) for key, value in new.items() if old.get(key) != value}
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

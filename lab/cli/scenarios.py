@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.catalog import load_catalog, scenario_files
-from lab.cli.common import add_command, err, out
+from lab.cli.common import WIDE_TABLE, add_command, err, fitted_table, out
 from lab.config import settings
 from lab.errors import ScenarioError, UsageError
 from lab.scenario.loader import load_scenario
@@ -45,16 +45,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         ]
         out.print_json(json.dumps(rows))
     else:
-        from rich.table import Table
-
-        table = Table(title=f"Scenarios in {settings.scenarios_dir}")
-        table.add_column("id", no_wrap=True)
-        table.add_column("title")
-        table.add_column("level", no_wrap=True)
-        table.add_column("expected", no_wrap=True)
-        table.add_column("tags")
+        wide = out.width >= WIDE_TABLE
+        columns = ["id", "title", "level", *(["expected", "tags"] if wide else [])]
+        table = fitted_table(f"Scenarios in {settings.scenarios_dir}", columns)
         for s in scenarios:
-            table.add_row(s.id, s.title, str(s.level), str(s.expect.outcome), ", ".join(s.tags))
+            more = [str(s.expect.outcome), ", ".join(s.tags)] if wide else []
+            table.add_row(s.id, s.title, str(s.level), *more)
         out.print(table)
     for error in errors:
         err.print(str(error), markup=False)

@@ -33,6 +33,11 @@ def _docker(progress: Progress | None) -> Backend:
 BACKENDS: dict[str, Callable[[Progress | None], Backend]] = {"local": _local, "docker": _docker}
 
 
+# How `default_backend` says that docker was passed over although an engine answers.
+ENGINE_ANSWERS_BUT = "a Docker engine answers, but "
+BUILD_HINT = "`sudo apt-get install debootstrap && sudo smtplab image build --offline`"
+
+
 def default_backend() -> tuple[str, str]:
     """The backend to use when none is named, and why.
 
@@ -55,7 +60,7 @@ def default_backend() -> tuple[str, str]:
     except Exception as error:  # an engine that fails mid-question: the embedded default
         reason = f"the Docker engine failed to answer ({type(error).__name__}: {error})"
     if reason is not None:
-        return "local", reason
+        return "local", f"{ENGINE_ANSWERS_BUT}{reason}; {BUILD_HINT} makes it work"
     return "docker", "a Docker engine answers"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -89,10 +90,16 @@ class TestDockerLabs:
         ]
         assert result.returncode == 0, result.stdout + result.stderr
         lab_id = lab_ids[0]
+        self.output = result.stdout
         try:
             yield lab_id
         finally:
             remove_lab(docker_client, lab_id)
+
+    @pytest.fixture
+    def up_output(self, started: str) -> str:
+        """What `smtplab up` printed."""
+        return self.output
 
     def test_up_leaves_the_lab_running_with_endpoints(
         self, started: str, env: dict[str, str], docker_client: Any
@@ -104,11 +111,26 @@ class TestDockerLabs:
         assert mine["owner"] == "detached (smtplab up)"
         assert mine["nodes"] == "6/6 running"
 
+    def test_up_prints_what_a_real_client_needs(self, up_output: str) -> None:
+        assert "Lab CA (verify certificates with it): /" in up_output
+        assert "Lab DNS server (inside the lab): " in up_output
+        assert "relay: 127.0.0.1:" in up_output
+        assert "is mail.example.com (SNI and certificate name" in up_output
+        assert "swaks --server 127.0.0.1 --port " in up_output
+        assert "--tls-sni mail.example.com --tls-verify --tls-ca-path /" in up_output
+
     def test_logs_show_events_and_container_output(self, started: str, env: dict[str, str]) -> None:
         result = smtplab("logs", started, "isp", env=env)
         assert result.returncode == 0, result.stderr
-        assert '"event": "router-ready"' in result.stdout
+        # a line a person reads: clock time, node, what happened
+        assert re.search(r"^\d\d:\d\d:\d\d\.\d{3}  isp  router-ready", result.stdout, re.M)
         assert "--- isp: container output ---" in result.stdout
+        raw = smtplab("logs", started, "isp", "--json", env=env)
+        events = [json.loads(line) for line in raw.stdout.splitlines()]
+        assert "router-ready" in {event["event"] for event in events}
+        listed = smtplab("logs", started, env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert f"Nodes of {started}: dns, isp, laptop, mx, relay" in listed.stdout
         result = smtplab("logs", started, "nosuchnode", env=env)
         assert result.returncode == 2
         assert "its nodes: dns, isp, laptop, mx, relay" in result.stderr
@@ -126,3 +148,62 @@ class TestDockerLabs:
         result = smtplab("image", "build", env=env)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(f"{node_image} ready in ")
+
+
+def test_fallback_to_local_says_why_when_an_engine_answers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An engine that answers but cannot build the image: one line, why local, how to fix."""
+    import dataclasses
+
+    import lab.runtime
+    from lab.cli import main
+    from lab.runtime.docker import DockerBackend
+
+    monkeypatch.setattr(
+        lab.runtime, "settings", dataclasses.replace(lab.runtime.settings, backend=None)
+    )
+    monkeypatch.setattr(DockerBackend, "available", lambda self: None)
+    monkeypatch.setattr(
+        "lab.runtime.image.why_unbuildable",
+        lambda client: "no registry answers and the offline build needs root and debootstrap",
+    )
+    assert main(["run", "bad-recipient", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["backend"] == "local"
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("smtplab: using the local backend: a Docker engine answers, but no ")
+    assert line.endswith("sudo smtplab image build --offline` makes it work")
+
+
+def test_run_fix_says_what_it_changed(capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main
+
+    assert main(["run", "blocked-port-25", "--fix", "--backend", "local", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["outcome"] == "delivered"
+    assert report["fix_changes"]["port"] == ["25", "587"]
+    assert report["fix_changes"]["security"] == ["none", "starttls"]
+    assert "correct-horse" not in json.dumps(report["fix_changes"]), "no password shown"
+    assert main(["run", "blocked-port-25", "--fix", "--backend", "local"]) == 0
+    assert "Fix applied to the mail program: port 25 → 587" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["list", "catalog"])
+def test_tables_are_readable_at_80_columns(command: str, env: dict[str, str]) -> None:
+    result = smtplab(command, env={**env, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.stdout, "no title cut short"
+    # a title wraps onto at most a few lines: words, not letters, per line
+    assert "Password is right but sending says" in result.stdout or command == "catalog"
+    assert "The server name does not exist" in result.stdout or command == "list"
+
+
+def test_unknown_scenario_suggests_the_closest(env: dict[str, str]) -> None:
+    result = smtplab("run", "blocked-port25", "--backend", "local", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "smtplab: unknown scenario 'blocked-port25'; did you mean 'blocked-port-25'?"
+    )

@@ -39,6 +39,15 @@ def _engine() -> tuple[Any | None, str]:
             f"no Docker engine answers ({type(error).__name__}: {first}); "
             "run .ci/install-docker to install and start one"
         )
+    from lab.runtime import BUILD_HINT
+    from lab.runtime.image import why_unbuildable
+
+    # An engine that answers but cannot get the node image (no registry, no debootstrap)
+    # cannot run a docker test either: skip them all with that reason, not one error each.
+    unbuildable = why_unbuildable(client)
+    if unbuildable is not None:
+        client.close()
+        return None, f"the Docker engine answers, but {unbuildable}; {BUILD_HINT} fixes it"
     return client, ""
 
 
