@@ -25,7 +25,8 @@ from lab.runtime.base import running_lab
 
 if TYPE_CHECKING:
     from lab.cli.common import Commands
-    from lab.scenario.model import MailSettings
+    from lab.runtime.base import Backend
+    from lab.scenario.model import MailSettings, Scenario
 
 
 def add_parsers(commands: Commands) -> None:
@@ -48,6 +49,13 @@ def add_parsers(commands: Commands) -> None:
     add_backend_option(sub)
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--results", type=Path, help="also write the results as JSON to this file")
+    sub.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="verify N scenarios at once, each in its own lab (default 1)",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -100,6 +108,38 @@ def setting_changes(before: MailSettings, after: MailSettings) -> dict[str, tupl
     return {key: (old.get(key, "-"), value) for key, value in new.items() if old.get(key) != value}
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+async def _verify_concurrently(
+    scenarios: list[Scenario], backend: Backend, jobs: int, *, quiet: bool
+) -> list[Any]:
+    """Each scenario in its own lab, `jobs` labs at a time; results in the given order."""
+    import asyncio
+
+    from lab.verify import verify
+
+    gate = asyncio.Semaphore(jobs)
+    label = f"verifying {len(scenarios)} scenarios on {backend.name}, {jobs} at a time"
+    with progress(label, quiet=quiet) as say:
+
+        async def one(scenario: Scenario) -> Any:
+            async with gate, running_lab(scenario, backend) as lab:
+                result = await verify(lab, backend=backend)
+            say(f"{scenario.id}: {'ok' if result.passed else 'FAILED'}")
+            return result
+
+        return list(await asyncio.gather(*(one(scenario) for scenario in scenarios)))
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """`smtplab verify [SCENARIO|PATH...]`: non-zero when anything differs."""
     from lab.verify import verify
@@ -109,6 +149,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     backend = pick_backend(args.backend)
 
     async def work() -> Any:
+        if args.jobs > 1:
+            return await _verify_concurrently(scenarios, backend, args.jobs, quiet=args.json)
         results = []
         for index, scenario in enumerate(scenarios, 1):
             label = f"[{index}/{len(scenarios)}] {scenario.id} on {backend.name}"

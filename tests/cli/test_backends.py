@@ -207,3 +207,15 @@ def test_unknown_scenario_suggests_the_closest(env: dict[str, str]) -> None:
     assert result.stderr.strip() == (
         "smtplab: unknown scenario 'blocked-port25'; did you mean 'blocked-port-25'?"
     )
+
+
+def test_verify_jobs_runs_scenarios_at_once_in_order(env: dict[str, str]) -> None:
+    names = ["happy-path", "bad-recipient", "blocked-port-25", "port-25-refused"]
+    result = smtplab("verify", *names, "--backend", "local", "--jobs", "4", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)
+    assert [r["scenario"] for r in results] == names
+    assert all(r["passed"] for r in results)
+    bad = smtplab("verify", "--jobs", "0", env=env)
+    assert bad.returncode == 2
+    assert "argument --jobs: must be at least 1, not 0" in bad.stderr
