@@ -1,0 +1,1 @@
+"""Renderings of a lab for other runtimes (Kubernetes manifests), on paper only."""
