@@ -98,7 +98,7 @@ async def diagnose(
         alternatives=tuple(other.id for other in found[1:] if other.id != "unclassified"),
         severity=severity,
         outcome=str(facts.get("outcome", "")),
-        fix_outcome=_unproven(entry, remedy_settings) if problem or severity is Status.FAIL else None,
+        fix_outcome=_unproven(entry, remedy_settings) if severity is Status.FAIL else None,
     )
     if verify_fix and remedy_settings:
         fixed = MailSettingsPatch.model_validate(remedy_settings).apply(settings)

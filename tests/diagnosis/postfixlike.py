@@ -26,7 +26,9 @@ RELAY_DENIED = "554 5.7.1 <{rcpt}>: Relay access denied"
 RELAY_DEFERRED = "454 4.7.1 <{rcpt}>: Relay access denied"  # defer_unauth_destination
 STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
 AUTH_FAILED = "535 5.7.8 Error: authentication failed: authentication failure"
-UNKNOWN_USER = "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table"
+UNKNOWN_USER = (
+    "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table"
+)
 TOO_BIG = "552 5.3.4 Message size exceeds fixed limit"
 TOO_MANY_CONNECTIONS = f"421 4.7.0 {HOSTNAME} Error: too many connections from {HOST}"
 SENDER_DOMAIN = "450 4.1.8 <{sender}>: Sender address rejected: Domain not found"
@@ -61,15 +63,20 @@ class _Handler:
     def __init__(self, policy: PostfixPolicy) -> None:
         self.policy = policy
 
-    async def handle_EHLO(  # noqa: N802 (aiosmtpd's hook name)
-        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
         if self.policy.size_limit is not None:
             responses.insert(1, f"250-SIZE {self.policy.size_limit}")
         return responses
 
-    async def handle_MAIL(  # noqa: N802
+    async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         policy = self.policy
@@ -85,7 +92,7 @@ class _Handler:
         envelope.mail_from = address
         return "250 2.1.0 Ok"
 
-    async def handle_RCPT(  # noqa: N802
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         policy = self.policy
@@ -100,9 +107,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(  # noqa: N802
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         limit = self.policy.size_limit
         if limit is not None and len(envelope.original_content or b"") > limit:
             return TOO_BIG
@@ -144,7 +149,7 @@ class _PostfixSmtp(SMTP):
             return
         await super()._handle_client()
 
-    async def smtp_AUTH(self, arg: str) -> None:  # noqa: N802 (aiosmtpd's verb name)
+    async def smtp_AUTH(self, arg: str) -> None:
         mechanism = arg.split()[0].upper() if arg else ""
         if mechanism and mechanism not in self._handler_policy_mechanisms():
             await self.push(MECHANISM_UNSUPPORTED)

@@ -182,12 +182,13 @@ async def test_postfix_reply_names_the_right_fault(
 
 async def test_one_port_filtered_on_a_live_host(world: World) -> None:
     # 25 drops the SYN; 465, 587 and 2525 answer with a reset: the host is there.
-    steps, diagnosis = await _diagnose(
+    _steps, diagnosis = await _diagnose(
         world, {25: world.blackhole.port}, PLAIN_25, unmapped="closed"
     )
     assert diagnosis.entry == "port-filtered"
     assert "any mail port" not in diagnosis.cause
-    assert "25" in diagnosis.cause and "up" in diagnosis.cause
+    assert "25" in diagnosis.cause
+    assert "up" in diagnosis.cause
 
 
 async def test_one_port_filtered_with_submission_open(
@@ -204,11 +205,9 @@ async def test_nothing_answers_anywhere_is_still_said(world: World) -> None:
 
 
 async def test_connection_limit_at_the_greeting(world: World, postfix: pf.PostfixServers) -> None:
-    port = await postfix.start(
-        pf.PostfixPolicy(tls=world.pki.context(), connection_limit=1)
-    )
+    port = await postfix.start(pf.PostfixPolicy(tls=world.pki.context(), connection_limit=1))
     await postfix.hold(port)  # the company the limit needs
-    steps, diagnosis = await _diagnose(world, {587: port}, {})
+    _steps, diagnosis = await _diagnose(world, {587: port}, {})
     assert diagnosis.entry == "connection-limit", (diagnosis.cause, diagnosis.alternatives)
     assert diagnosis.failed_probe is Probe.BANNER
     assert "too many connections" in diagnosis.cause
@@ -246,7 +245,7 @@ async def test_self_signed_certificate_walk_goes_on_to_delivery(
 
 async def test_ca_file_trusts_the_private_ca(world: World, postfix: pf.PostfixServers) -> None:
     port = await postfix.start(pf.PostfixPolicy(tls=world.pki.context()))
-    steps, diagnosis = await run_diagnosis(
+    _steps, diagnosis = await run_diagnosis(
         _target(world, {587: port}, ca_file=True), settings(), verify_fix=False
     )
     assert diagnosis.entry == "healthy"
@@ -270,7 +269,8 @@ async def test_unknown_password_is_never_reported_proven(
     _, diagnosis = await _diagnose(world, {587: port}, mail)
     assert diagnosis.entry == "auth-bad-credentials"
     assert diagnosis.fix_verified is not True
-    assert diagnosis.fix_outcome and "not proven" in diagnosis.fix_outcome
+    assert diagnosis.fix_outcome
+    assert "not proven" in diagnosis.fix_outcome
     # The login is already a full address: do not tell the customer to use one.
     assert "full address" not in diagnosis.remedy.text
 

@@ -22,12 +22,12 @@ from lab.diagnosis.requests import (
     EndSession,
     Failure,
     HelloResult,
-    OpenSession,
-    ReadBanner,
-    SayHello,
     InspectResult,
     InspectTls,
     ModeResult,
+    OpenSession,
+    ReadBanner,
+    SayHello,
     SessionResult,
     StartTls,
     StartTlsResult,
@@ -217,34 +217,29 @@ def _conclude(findings: Findings, started: StartTlsResult, address: str) -> Aski
         yield from handshake_failed(findings, started.failure, started, address, implicit=False)
         return False
     if started.failure is not None:
-        facts["state"] = started.failure.kind
         facts["error"] = started.failure.detail
-        return findings.fail(
+        return findings.broke(
             Probe.STARTTLS,
-            started.failure.kind,
-            started.failure.detail,
+            facts,
+            started,
             title=title,
             tried=tried,
             proves=f"The session broke during STARTTLS ({started.failure.detail}).",
-            transcript=started.transcript,
-            duration=started.duration,
         )
     assert reply is not None
     if reply.code != 220:
-        facts["state"] = "refused"
-        findings.fail(
+        findings.refused(
             Probe.STARTTLS,
-            "reply",
-            str(reply),
+            facts,
             reply,
+            started,
             title=title,
             tried=tried,
             proves=(
                 f"The server offers STARTTLS but refuses to start it ({reply}): its TLS "
                 "setup is broken (no usable certificate or key)."
             ),
-            transcript=started.transcript,
-            duration=started.duration,
+            state="refused",
         )
         yield EndSession(polite=True)
         return False
