@@ -55,8 +55,10 @@ class PostfixPolicy:
     mail_reply: str | None = None  # refuse every unauthenticated MAIL with this
     rcpt_reply: str | None = None  # refuse every unauthenticated RCPT with this
     sender_reply: str | None = None  # refuse every sender with this (sender checks)
-    size_limit: int | None = None  # message_size_limit, announced as SIZE
+    size_limit: int | None = None  # message_size_limit
+    announce_size: bool = True  # SIZE in EHLO (else only the end of DATA tells)
     connection_limit: int | None = None  # smtpd_client_connection_count_limit
+    connection_reply: str = TOO_MANY_CONNECTIONS  # the greeting over the limit
 
 
 class _Handler:
@@ -72,7 +74,7 @@ class _Handler:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
-        if self.policy.size_limit is not None:
+        if self.policy.size_limit is not None and self.policy.announce_size:
             responses.insert(1, f"250-SIZE {self.policy.size_limit}")
         return responses
 
@@ -143,7 +145,7 @@ class _PostfixSmtp(SMTP):
 
     async def _handle_client(self) -> None:
         if self._refused:
-            await self.push(TOO_MANY_CONNECTIONS)
+            await self.push(self.event_handler.policy.connection_reply)
             assert self.transport is not None
             self.transport.close()
             return

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from lab.diagnosis.catalog import UNKNOWN
 from lab.diagnosis.engine import run_diagnosis
 from lab.diagnosis.events import Diagnosis, Probe, Status, Step
 from lab.diagnosis.target import PortMapConnector, ServerTarget, nameserver_resolver
@@ -123,6 +124,23 @@ CASES = [
         failed=Probe.MAIL,
     ),
     Case(
+        "too large, told only at the end of DATA",
+        "message-too-large",
+        {"size_limit": 1000, "announce_size": False},
+        {"size": 5000},
+        failed=Probe.DATA,
+    ),
+    Case(
+        "connection limit worded as Exim does",
+        "connection-limit",
+        {
+            "connection_limit": 0,
+            "connection_reply": "421 Too many concurrent SMTP connections; please try again later.",
+        },
+        {},
+        failed=Probe.BANNER,
+    ),
+    Case(
         "STARTTLS required before MAIL",
         "tls-required",
         {"tls_before_mail": True},
@@ -178,6 +196,7 @@ async def test_postfix_reply_names_the_right_fault(
     assert diagnosis.failed_probe is case.failed
     failed = _step(steps, case.failed) if case.failed else None
     assert failed is None or failed.status is Status.FAIL
+    assert UNKNOWN not in diagnosis.cause + diagnosis.remedy.text
 
 
 async def test_one_port_filtered_on_a_live_host(world: World) -> None:

@@ -7,7 +7,8 @@ step) plus the decisive `problem` and the `outcome`, which the fault catalog
 matches; and the `Step`s emitted so far. Each stage sets its own section of
 `facts`, then calls `emit` for a step or `fail` for a failure and its FAIL
 step (`broke` when the session broke, `refused` when the server said no);
-`finish` shows the steps never reached. The small conversions every stage uses to turn a result into facts (`reply_facts`, `ms`, `human_size`, ...)
+`finish` shows the steps never reached. The small conversions every stage
+uses to turn a result into facts (`reply_facts`, `ms`, `human_size`, ...)
 live here too.
 """
 
