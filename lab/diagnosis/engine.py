@@ -20,7 +20,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from lab.addresses import domain_of
-from lab.diagnosis.catalog import Entry, load_catalog, match, render, render_settings
+from lab.diagnosis.catalog import (
+    Entry,
+    load_catalog,
+    match,
+    render,
+    render_settings,
+    settings_placeholders,
+)
 from lab.diagnosis.events import Diagnosis, Probe, Remedy, Status, Step, describe_settings
 from lab.diagnosis.planner import ALTERNATIVE_PORTS, Planner, suggest_addresses
 from lab.diagnosis.probes import ProbeRunner
@@ -28,6 +35,13 @@ from lab.diagnosis.target import Account, DiagnosisTarget
 from lab.scenario.model import MailSettings, MailSettingsPatch, Outcome
 
 _SEVERITY = {"fail": Status.FAIL, "warn": Status.WARN, "info": Status.INFO, "ok": Status.OK}
+# What a remedy's settings may need that only the customer knows, in words.
+_CUSTOMER_KNOWS = {
+    "account.user": "the mailbox's login",
+    "account.password": "its password",
+    "account.server": "the provider's server name",
+    "suggest.to": "the intended recipient's address",
+}
 _SESSION = {
     Probe.BANNER,
     Probe.EHLO,
@@ -200,12 +214,13 @@ def _full_login(settings: MailSettings, account: Account | None) -> str | None:
 
 def _unproven(entry: Entry, remedy_settings: dict[str, Any]) -> str | None:
     """Why a remedy that would change the settings cannot be re-sent from here, if so."""
-    if remedy_settings or not (entry.remedy.settings or entry.remedy.optional):
+    if remedy_settings or not entry.remedy.settings:
         return None
-    return (
-        "not proven: the fix needs what only the customer knows (the right login or "
-        "password, the provider's server), so it was not re-sent from here"
-    )
+    needed = [
+        _CUSTOMER_KNOWS[p] for p in settings_placeholders(entry.remedy) if p in _CUSTOMER_KNOWS
+    ]
+    what = " and ".join(needed) or "facts this diagnosis does not have"
+    return f"not proven: the fix needs {what}, which only the customer knows, so it was not re-sent"
 
 
 def _remedy_settings(

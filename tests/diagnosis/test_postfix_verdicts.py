@@ -290,6 +290,7 @@ async def test_unknown_password_is_never_reported_proven(
     assert diagnosis.fix_verified is not True
     assert diagnosis.fix_outcome
     assert "not proven" in diagnosis.fix_outcome
+    assert "its password" in diagnosis.fix_outcome
     # The login is already a full address: do not tell the customer to use one.
     assert "full address" not in diagnosis.remedy.text
 
