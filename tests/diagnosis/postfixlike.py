@@ -49,6 +49,7 @@ class PostfixPolicy:
     mailboxes: tuple[str, ...] = ("alice@example.org", "bob@example.org")
     users: dict[str, str] = field(default_factory=lambda: {"alice@example.org": "s3cret-Pa55"})
     tls: ssl.SSLContext | None = None  # STARTTLS offered when set
+    implicit_tls: bool = False  # `tls` from the first byte instead (smtpd_tls_wrappermode)
     auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
     tls_before_mail: bool = False  # smtpd_tls_security_level=encrypt
     relay_reply: str = RELAY_DENIED  # an unauthenticated RCPT to another domain
@@ -181,15 +182,16 @@ class PostfixServers:
                 counter,
                 hostname=HOSTNAME,
                 ident="ESMTP Postfix (Debian/GNU)",
-                tls_context=policy.tls,
+                tls_context=None if policy.implicit_tls else policy.tls,
                 require_starttls=False,
-                auth_require_tls=policy.tls is not None,
+                auth_require_tls=policy.tls is not None and not policy.implicit_tls,
                 authenticator=handler.authenticate,
                 auth_exclude_mechanism=excluded,
                 data_size_limit=None,
             )
 
-        server = await asyncio.get_running_loop().create_server(factory, HOST, 0)
+        wrapper = policy.tls if policy.implicit_tls else None
+        server = await asyncio.get_running_loop().create_server(factory, HOST, 0, ssl=wrapper)
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 

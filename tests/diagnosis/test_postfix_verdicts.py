@@ -262,6 +262,21 @@ async def test_self_signed_certificate_walk_goes_on_to_delivery(
     assert _step(steps, Probe.DATA).status is Status.OK
 
 
+async def test_untrusted_certificate_on_implicit_tls_walk_goes_on(
+    world: World, postfix: pf.PostfixServers
+) -> None:
+    tls = world.pki.context("self.example.org")
+    port = await postfix.start(pf.PostfixPolicy(tls=tls, implicit_tls=True))
+    mail = {"server": "self.example.org", "port": 465, "security": "tls"}
+    steps, diagnosis = await _diagnose(world, {465: port}, mail)
+    assert diagnosis.entry == "certificate-untrusted"
+    assert diagnosis.failed_probe is Probe.STARTTLS
+    statuses = [step.status for step in steps if step.probe is Probe.STARTTLS]
+    assert statuses == [Status.FAIL, Status.WARN]
+    assert _step(steps, Probe.AUTH).status is Status.OK
+    assert _step(steps, Probe.DATA).status is Status.OK
+
+
 async def test_ca_file_trusts_the_private_ca(world: World, postfix: pf.PostfixServers) -> None:
     port = await postfix.start(pf.PostfixPolicy(tls=world.pki.context()))
     _steps, diagnosis = await run_diagnosis(

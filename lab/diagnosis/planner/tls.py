@@ -24,6 +24,7 @@ from lab.diagnosis.requests import (
     HelloResult,
     InspectResult,
     InspectTls,
+    Lines,
     ModeResult,
     OpenSession,
     ReadBanner,
@@ -145,6 +146,25 @@ def _starttls_unverified(findings: Findings, address: str) -> Asking[dict[str, s
         )
         yield EndSession(polite=False)
         return None
+    _went_on(findings, tried, transcript, duration)
+    return dict(started.hello.extensions)
+
+
+def implicit_unverified(findings: Findings, opened: SessionResult) -> bool:
+    """Implicit TLS reopened without verification: True when it connected (a WARN step)."""
+    if opened.failure is not None:
+        return False
+    _went_on(
+        findings,
+        "Connected again with implicit TLS accepting any certificate.",
+        opened.transcript,
+        opened.duration,
+    )
+    return True
+
+
+def _went_on(findings: Findings, tried: str, transcript: Lines, duration: float) -> None:
+    """The walk goes on unverified: a fact for the catalog, a WARN step for the reader."""
     findings.facts["tls"]["continued_unverified"] = True
     findings.emit(
         Probe.STARTTLS,
@@ -155,24 +175,6 @@ def _starttls_unverified(findings: Findings, address: str) -> Asking[dict[str, s
         transcript=transcript,
         duration=duration,
     )
-    return dict(started.hello.extensions)
-
-
-def implicit_unverified(findings: Findings, opened: SessionResult) -> bool:
-    """Implicit TLS reopened without verification: True when it connected (a WARN step)."""
-    if opened.failure is not None:
-        return False
-    findings.facts["tls"]["continued_unverified"] = True
-    findings.emit(
-        Probe.STARTTLS,
-        Status.WARN,
-        _UNVERIFIED_TITLE,
-        "Connected again with implicit TLS accepting any certificate.",
-        _UNVERIFIED_PROVES,
-        transcript=opened.transcript,
-        duration=opened.duration,
-    )
-    return True
 
 
 def _not_offered(findings: Findings) -> None:
