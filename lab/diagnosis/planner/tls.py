@@ -146,8 +146,19 @@ def _starttls_unverified(findings: Findings, address: str) -> Asking[dict[str, s
         )
         yield EndSession(polite=False)
         return None
+    after = dict(started.hello.extensions)
+    findings.facts["tls"]["after"] = _after_facts(after)
     _went_on(findings, tried, transcript, duration)
-    return dict(started.hello.extensions)
+    return after
+
+
+def _after_facts(after: Mapping[str, str]) -> dict[str, Any]:
+    """What the server offers once encrypted."""
+    return {
+        "extensions": dict(after),
+        "keywords": sorted(after),
+        "auth": after.get("AUTH", "").upper().split(),
+    }
 
 
 def implicit_unverified(findings: Findings, opened: SessionResult) -> bool:
@@ -269,11 +280,7 @@ def _conclude(findings: Findings, started: StartTlsResult, address: str) -> Aski
         yield EndSession(polite=hello is not None and hello.failure is None)
         return False
     after = dict(hello.extensions)
-    facts["after"] = {
-        "extensions": after,
-        "keywords": sorted(after),
-        "auth": after.get("AUTH", "").upper().split(),
-    }
+    facts["after"] = _after_facts(after)
     cert = facts.get("cert") or {}
     proves = (
         f"TLS works ({facts['version']}, {facts['cipher']}); the certificate for "
