@@ -67,10 +67,11 @@ async def main() -> int:
     async def one(number: int) -> Any:
         lab = await backend.up(backend.plan(scenario))
         up_times[number] = time.perf_counter() - started
-        return lab
+        return number, lab
 
     outcomes = await asyncio.gather(*(one(n) for n in range(args.labs)), return_exceptions=True)
-    labs = [lab for lab in outcomes if not isinstance(lab, BaseException)]
+    numbered = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+    labs = [lab for _, lab in numbered]
     failures = [error for error in outcomes if isinstance(error, BaseException)]
     try:
         everyone = time.perf_counter() - started
@@ -82,7 +83,7 @@ async def main() -> int:
         )
         print(f"{'lab':>4} {'up (s)':>8} {'memory (MB)':>12}")
         memories = []
-        for number, lab in enumerate(labs):
+        for number, lab in numbered:
             memory = (
                 await asyncio.to_thread(docker_lab_mb, client, lab.id)
                 if client is not None
