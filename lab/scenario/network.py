@@ -6,10 +6,24 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from lab.scenario.base import DnsblZone, NodeBase, NodeName, Port, StrictModel
 from lab.scenario.vocabulary import PortPolicy
+
+# Addressing on every lab network (`lab.topology.addressing`): .1 is the bridge on the docker
+# host, routers take .2 to .9, every other node .10, .11 ... in file order.
+ROUTER_HOST = 2
+FIRST_NODE_HOST = 10
+MAX_ROUTERS_PER_NETWORK = FIRST_NODE_HOST - ROUTER_HOST
+# Ranges no lab network can sit on: they mean something else to every host.
+_SPECIAL = {
+    IPv4Network("0.0.0.0/8"): "'this network'",
+    IPv4Network("127.0.0.0/8"): "loopback",
+    IPv4Network("169.254.0.0/16"): "link-local",
+    IPv4Network("224.0.0.0/4"): "multicast",
+    IPv4Network("240.0.0.0/4"): "reserved",
+}
 
 
 class Network(StrictModel):
@@ -20,6 +34,23 @@ class Network(StrictModel):
         default=None,
         description="Pin a subnet; by default one is chosen that overlaps no host route.",
     )
+
+    @field_validator("subnet")
+    @classmethod
+    def _usable(cls, subnet: IPv4Network | None) -> IPv4Network | None:
+        if subnet is None:
+            return None
+        if subnet.prefixlen < 8:
+            raise ValueError(f"a lab network is at most a /8, not a /{subnet.prefixlen}")
+        if subnet.num_addresses < FIRST_NODE_HOST + 2:
+            raise ValueError(
+                f"a /{subnet.prefixlen} is too small: nodes start at .{FIRST_NODE_HOST} "
+                "(a /28 holds 5 nodes)"
+            )
+        for special, kind in _SPECIAL.items():
+            if subnet.overlaps(special):
+                raise ValueError(f"overlaps {special}, the {kind} range; pin a private one")
+        return subnet
 
 
 class Inspection(StrictModel):

@@ -5,7 +5,8 @@ routing and firewall verdicts without I/O. Every name callers use is importable 
 
 from __future__ import annotations
 
-from lab.topology.addressing import DEFAULT_POOL, FIRST_NODE_HOST, ROUTER_HOST, default_subnets
+from lab.scenario.network import FIRST_NODE_HOST, ROUTER_HOST
+from lab.topology.addressing import DEFAULT_POOL, default_subnets
 from lab.topology.build import resolve
 from lab.topology.paths import Action, Verdict, inspection_for, path_verdict
 from lab.topology.plan import NetworkPlan, NodePlan, Topology
