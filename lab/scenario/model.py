@@ -27,7 +27,7 @@ from lab.scenario.mailserver import (
     RelayNode,
     Routing,
 )
-from lab.scenario.names import Address
+from lab.scenario.names import Address, Line, Prose
 from lab.scenario.network import Inspection, Network, RouterNode
 from lab.scenario.vocabulary import (
     AuthMechanism,
@@ -132,10 +132,10 @@ class Scenario(StrictModel):
     """A broken (or working) mail world, with the case a trainee has to solve."""
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)
-    title: str
+    title: Line
     level: Level = Level.BEGINNER
-    tags: list[str] = []
-    ticket: str = Field(description="The customer's support ticket, as they wrote it.")
+    tags: list[Line] = []
+    ticket: Prose = Field(description="The customer's support ticket, as they wrote it.")
     lab_time: LabTime = LabTime()
     networks: dict[NodeName, Network] = Field(min_length=1, max_length=MAX_NETWORKS)
     nodes: dict[NodeName, Node] = Field(min_length=1, max_length=MAX_NODES)

@@ -107,6 +107,14 @@ def check_line(value: str) -> str:
     return value
 
 
+def check_prose(value: str) -> str:
+    """Text shown to people (a title, a ticket): line breaks and tabs, but no other control
+    characters, which a terminal would obey ("\x1b[2J" clears the screen)."""
+    if not value.replace("\n", "").replace("\t", "").isprintable():
+        raise ValueError("cannot hold control characters other than line breaks and tabs")
+    return value
+
+
 Hostname = Annotated[str, AfterValidator(check_hostname)]
 DnsName = Annotated[str, AfterValidator(check_dns_name)]
 Host = Annotated[str, AfterValidator(check_host)]
@@ -115,3 +123,4 @@ DomainPattern = Annotated[str, AfterValidator(check_domain_pattern)]
 Address = Annotated[str, AfterValidator(check_address)]
 Helo = Annotated[str, AfterValidator(check_helo)]
 Line = Annotated[str, AfterValidator(check_line)]
+Prose = Annotated[str, AfterValidator(check_prose)]

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from lab.scenario.base import DnsblZone, NodeBase, NodeName, Port, StrictModel
+from lab.scenario.names import Prose
 from lab.scenario.vocabulary import PortPolicy
 
 # Addressing on every lab network (`lab.topology.addressing`): .1 is the bridge on the docker
@@ -29,11 +30,19 @@ _SPECIAL = {
 class Network(StrictModel):
     """A layer-2 segment: the customer's LAN, the internet, a provider's LAN."""
 
-    description: str = ""
+    description: Prose = ""
     subnet: IPv4Network | None = Field(
         default=None,
         description="Pin a subnet; by default one is chosen that overlaps no host route.",
     )
+
+    @field_validator("subnet", mode="before")
+    @classmethod
+    def _written_as_text(cls, subnet: object) -> object:
+        # ipaddress would take True as 0.0.0.1/32 and 167772160 as 10.0.0.0/32
+        if subnet is not None and not isinstance(subnet, str):
+            raise ValueError("write a subnet as address/prefix, e.g. 10.0.5.0/24")
+        return subnet
 
     @field_validator("subnet")
     @classmethod

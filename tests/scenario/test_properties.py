@@ -14,23 +14,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from lab.cli import main
 from lab.scenario.model import (
+    AuthPolicy,
+    CertificateFault,
     ClientNode,
     DnsNode,
     DnsRecord,
     Expect,
     LabTime,
+    ListenerTls,
     MailSettings,
     MxNode,
     Network,
+    PortPolicy,
     RelayNode,
     RouterNode,
     Scenario,
+    Security,
+    TlsVersions,
     Zone,
 )
 
@@ -59,6 +65,7 @@ FIELDS = sorted(
 )
 
 # Values that have broken loaders and servers before, and plain values a field may take.
+VOCABULARIES = (AuthPolicy, CertificateFault, ListenerTls, PortPolicy, Security, TlsVersions)
 HOSTILE_TEXT = [
     "",
     " ",
@@ -83,7 +90,14 @@ HOSTILE_TEXT = [
     "\u202e",
 ]
 NUMBERS = [0, -1, 1, 25, 65536, 10**14, 2**64, 1e300, float("inf"), float("nan"), 2.5]
+# Plausible values, so that a good share of the examples is accepted and then run.
+PLAUSIBLE: list[Any] = [
+    *(member.value for vocabulary in VOCABULARIES for member in vocabulary),
+    587, 465, 2525, 3, 0.5, "2s", "10KB", "1MB", "alice@example.com", "bob@example.net",
+    "mx", "relay", "mail.example.com", "example.net", "office", "internet", [],
+]  # fmt: skip
 leaf = st.one_of(
+    st.sampled_from(PLAUSIBLE),
     st.sampled_from(HOSTILE_TEXT),
     st.sampled_from(NUMBERS),
     st.text(max_size=12),
@@ -91,6 +105,7 @@ leaf = st.one_of(
     st.none(),
 )
 values = st.one_of(
+    st.sampled_from(PLAUSIBLE),
     leaf,
     st.lists(leaf, max_size=3),
     st.dictionaries(st.sampled_from(["a", "25", "x.y", "port"]), leaf, max_size=2),
@@ -132,7 +147,7 @@ def run_cli(argv: list[str]) -> tuple[int | None, str, list[logging.LogRecord]]:
 
 
 @settings(
-    max_examples=60,
+    max_examples=120,
     derandomize=True,
     database=None,
     deadline=None,
@@ -152,6 +167,7 @@ def test_validate_refuses_in_one_line_or_run_runs(
         lines = output.splitlines()
         assert lines, output
         assert all(shape.match(line) for line in lines), output
+        event("refused")
         return
     assert code == 0, output
     # accepted: the local backend runs it to an outcome, whatever that outcome is
@@ -161,3 +177,4 @@ def test_validate_refuses_in_one_line_or_run_runs(
         record.getMessage() for record in logged
     ]
     assert code is not None
+    event("accepted and run")
