@@ -22,9 +22,12 @@ import itertools
 import shutil
 import socket
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,10 @@ from lab.nodes.inspection import Interposer
 from lab.runtime.base import Endpoint
 from lab.scenario.model import ListenerTls, MailServerNode
 from lab.topology import Action, Topology, inspection_for, path_verdict, resolve
+from lab.topology.paths import Verdict
+from lab.wire.capture import Capture
+from lab.wire.flows import Outcome
+from lab.wire.records import WireLog, WireRecord
 
 if TYPE_CHECKING:
     from lab.nodes.base import RunningNode
@@ -44,6 +51,12 @@ if TYPE_CHECKING:
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT = 5.0
+_ATTEMPT_OUTCOME = {
+    Action.ALLOW: Outcome.ESTABLISHED,
+    Action.DROP: Outcome.UNANSWERED,
+    Action.REJECT: Outcome.REFUSED,
+    Action.UNREACHABLE: Outcome.UNREACHABLE,
+}
 
 
 class Blackhole:
@@ -87,6 +100,7 @@ class EmulatedNetwork:
     blackhole: Blackhole = field(default_factory=Blackhole)
     closed: ClosedPort = field(default_factory=ClosedPort)
     inspector: Interposer = field(default_factory=Interposer)
+    wire: WireLog = field(default_factory=WireLog)
     _source_ports: Iterator[int] = field(
         default_factory=lambda: itertools.cycle(range(40000, 60000))
     )
@@ -94,6 +108,19 @@ class EmulatedNetwork:
     def connector_for(self, node: str) -> EmulatedConnector:
         """A connector that opens connections from `node`'s place in the topology."""
         return EmulatedConnector(self, node)
+
+    def record(self, source: str, host: str, port: int, verdict: Verdict) -> WireRecord | None:
+        """Note a connection attempt that crosses a router (None when it crosses none)."""
+        if verdict.by is None:
+            return None
+        inside = next(
+            spec.inside for node, spec in self.topology.routers() if node.name == verdict.by
+        )
+        client = self.topology.nodes[source].addresses[inside]
+        outcome = _ATTEMPT_OUTCOME[verdict.action]
+        return self.wire.add(
+            WireRecord(verdict.by, client, IPv4Address(host), port, outcome, verdict.reason)
+        )
 
     def close(self) -> None:
         """Release the fault sockets; stop inspections still running."""
@@ -112,6 +139,18 @@ class EmulatedConnector:
     async def open_connection(self, host: str, port: int, *, timeout: float) -> Streams:
         """Connect as the topology says: allowed, dropped, rejected or unreachable."""
         verdict = path_verdict(self.network.topology, self.source, host, port)
+        record = self.network.record(self.source, host, port, verdict)
+        outcome: Outcome | None = None
+        try:
+            return await self._connect(host, port, verdict, timeout)
+        except ConnectRefused:
+            outcome = Outcome.REFUSED  # allowed by the router, but nothing listens
+            raise
+        finally:
+            if record is not None:
+                record.finish(outcome)
+
+    async def _connect(self, host: str, port: int, verdict: Verdict, timeout: float) -> Streams:
         if verdict.action is Action.DROP:
             with contextlib.suppress(ConnectTimeout):
                 await open_tcp(LOOPBACK, self.network.blackhole.port, timeout=timeout)
@@ -161,6 +200,17 @@ class LocalLab:
     def topology(self) -> Topology:
         """What is running."""
         return self._topology
+
+    @asynccontextmanager
+    async def capture(self, router: str) -> AsyncIterator[Capture]:
+        """What the emulated network decided at `router` while the block runs (no packets
+        exist here: one flow per connection attempt, with its fate)."""
+        capture = Capture(router)
+        mark = time.time()
+        try:
+            yield capture
+        finally:
+            capture.flows = [record.flow() for record in self.network.wire.since(mark, router)]
 
     def connector_for(self, node: str) -> EmulatedConnector:
         """Connections from `node`'s vantage point."""
