@@ -3,11 +3,17 @@ file tcpdump wrote. Choosing the hop is a decision on the topology alone."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lab.errors import UsageError
 from lab.topology import Topology
 from lab.wire.flows import Flow
+
+if TYPE_CHECKING:
+    from lab.runtime.base import Lab
 
 
 @dataclass
@@ -44,3 +50,16 @@ def choose_hop(topology: Topology, hop: str | None) -> str:
         if spec.inside in topology.client.addresses:
             return node.name
     return names[0]
+
+
+@asynccontextmanager
+async def customer_capture(lab: Lab) -> AsyncIterator[Capture | None]:
+    """A capture on the router in front of the customer while the block runs; None (and
+    nothing recorded) when the customer's computer sits behind no router."""
+    try:
+        hop = choose_hop(lab.topology, None)
+    except UsageError:
+        yield None
+        return
+    async with lab.capture(hop) as capture:
+        yield capture

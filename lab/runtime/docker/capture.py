@@ -61,8 +61,8 @@ async def tcpdump(lab: DockerLab, router: str) -> AsyncIterator[Capture]:
     inner_file = DATA_ROOT / router / f"{name}.pcap"
     pid_file = DATA_ROOT / router / f"{name}.pid"
     script = (
-        f"echo $$ > {shlex.quote(str(pid_file))}; exec tcpdump -Z root -i {interface} -n -U --immediate-mode "
-        f"-s 262 -w {shlex.quote(str(inner_file))} tcp"
+        f"echo $$ > {shlex.quote(str(pid_file))}; exec tcpdump -Z root -i {interface} -n -U "
+        f"--immediate-mode -s 262 -w {shlex.quote(str(inner_file))} tcp"
     )
     await asyncio.to_thread(lab.exec_detached, router, ["sh", "-c", script])
     capture = Capture(router, interface)
