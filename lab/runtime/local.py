@@ -11,7 +11,8 @@ from the topology, and the kernel then does the rest for real:
 - reject: connect to a bound socket that does not listen: a real RST.
 
 A router with SMTP inspection on the port gets an in-process inspector
-(`lab.nodes.inspection`) between the client and the server.
+(`lab.nodes.inspection`) between the client and the server, a router with an
+impaired line the line's delay, bandwidth and resets (`lab.nodes.line`).
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from lab.net import ConnectRefused, ConnectTimeout, HostUnreachable, Streams, op
 from lab.nodes.config import ClientConfig, DnsConfig, MailServerConfig, ResolverConfig
 from lab.nodes.events import read_events
 from lab.nodes.inspection import Interposer
+from lab.nodes.line import LineInterposer
 from lab.runtime.base import Endpoint
 from lab.scenario.model import ListenerTls, MailServerNode
-from lab.topology import Action, Topology, inspection_for, path_verdict, resolve
+from lab.topology import Action, Topology, inspection_for, line_for, path_verdict, resolve
 from lab.topology.paths import Verdict
 from lab.wire.capture import Capture
 from lab.wire.flows import Outcome
@@ -100,6 +102,7 @@ class EmulatedNetwork:
     blackhole: Blackhole = field(default_factory=Blackhole)
     closed: ClosedPort = field(default_factory=ClosedPort)
     inspector: Interposer = field(default_factory=Interposer)
+    line: LineInterposer = field(default_factory=LineInterposer)
     wire: WireLog = field(default_factory=WireLog)
     _source_ports: Iterator[int] = field(
         default_factory=lambda: itertools.cycle(range(40000, 60000))
@@ -127,6 +130,7 @@ class EmulatedNetwork:
         self.blackhole.close()
         self.closed.close()
         self.inspector.close()
+        self.line.close()
 
 
 @dataclass
@@ -169,6 +173,9 @@ class EmulatedConnector:
         inspection = inspection_for(self.network.topology, verdict, port)
         if inspection is not None:
             return await self.network.inspector.wrap((reader, writer), inspection)
+        line = line_for(self.network.topology, verdict, port)
+        if line is not None and (line.shapes_bytes or line.loss):
+            return await self.network.line.wrap((reader, writer), line)
         return reader, writer
 
 

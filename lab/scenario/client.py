@@ -46,6 +46,7 @@ class MailSettingsPatch(StrictModel):
     sender: str | None = Field(default=None, alias="from")
     to: list[str] | None = None
     size: Size | None = None
+    timeout: Duration | None = None
     helo: str | None = None
 
     def apply(self, settings: MailSettings) -> MailSettings:
