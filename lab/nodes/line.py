@@ -6,7 +6,7 @@ has sent so many bytes (mid-DATA).
 `carry` runs it between two stream pairs. As with SMTP inspection it runs two ways:
 in a router container, `start` listens where iptables REDIRECTs the impaired ports and
 goes on to each connection's original destination; on the local backend,
-`LineInterposer.wrap` puts it in front of a connection already open. Lost packets are
+`interpose_line` puts it in front of a connection already open. Lost packets are
 real on docker (iptables drops them); the local backend, having no packets, gives a
 lost chunk the delay of a retransmission instead.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from lab.net import ConnectError, Streams, open_tcp
 from lab.nodes.config import LineConfig
 from lab.nodes.events import EventLog
-from lab.nodes.inspection import original_destination
+from lab.nodes.inspection import Interposer, original_destination
 
 CHUNK = 4096  # small reads, so that a bandwidth cap paces evenly
 WINDOW = 16  # chunks in flight per direction: a sender is held back as by a TCP window
@@ -149,32 +149,10 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-class LineInterposer:
-    """Puts the line in front of connections already open (local backend)."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def wrap(self, server: Streams, config: LineConfig) -> Streams:
-        """Streams that reach `server` through the impaired line."""
-        mine, theirs = socket.socketpair()
-        try:
-            inner = await asyncio.open_connection(sock=theirs)
-            outer = await asyncio.open_connection(sock=mine)
-        except BaseException:
-            mine.close()
-            theirs.close()
-            raise
-        shape = LineShape(config, emulate_loss=True)
-        task = asyncio.get_running_loop().create_task(carry(inner, server, shape))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return outer
-
-    def close(self) -> None:
-        """Cancel the connections still carried."""
-        for task in list(self._tasks):
-            task.cancel()
+async def interpose_line(interposer: Interposer, server: Streams, config: LineConfig) -> Streams:
+    """Streams that reach `server`, already open, through the impaired line (local backend)."""
+    shape = LineShape(config, emulate_loss=True)
+    return await interposer.interpose(server, lambda inner, upstream: carry(inner, upstream, shape))
 
 
 async def start(

@@ -37,7 +37,7 @@ from lab.net import ConnectRefused, ConnectTimeout, HostUnreachable, Streams, op
 from lab.nodes.config import ClientConfig, DnsConfig, MailServerConfig, ResolverConfig
 from lab.nodes.events import read_events
 from lab.nodes.inspection import Interposer
-from lab.nodes.line import LineInterposer
+from lab.nodes.line import interpose_line
 from lab.runtime.base import Endpoint
 from lab.scenario.model import ListenerTls, MailServerNode
 from lab.topology import Action, Topology, inspection_for, line_for, path_verdict, resolve
@@ -101,8 +101,7 @@ class EmulatedNetwork:
     proxied: set[tuple[str, int]] = field(default_factory=set)
     blackhole: Blackhole = field(default_factory=Blackhole)
     closed: ClosedPort = field(default_factory=ClosedPort)
-    inspector: Interposer = field(default_factory=Interposer)
-    line: LineInterposer = field(default_factory=LineInterposer)
+    inspector: Interposer = field(default_factory=Interposer)  # inspections and impaired lines
     wire: WireLog = field(default_factory=WireLog)
     _source_ports: Iterator[int] = field(
         default_factory=lambda: itertools.cycle(range(40000, 60000))
@@ -126,11 +125,10 @@ class EmulatedNetwork:
         )
 
     def close(self) -> None:
-        """Release the fault sockets; stop inspections still running."""
+        """Release the fault sockets; stop inspections and impaired lines still running."""
         self.blackhole.close()
         self.closed.close()
         self.inspector.close()
-        self.line.close()
 
 
 @dataclass
@@ -175,7 +173,7 @@ class EmulatedConnector:
             return await self.network.inspector.wrap((reader, writer), inspection)
         line = line_for(self.network.topology, verdict, port)
         if line is not None and (line.shapes_bytes or line.loss):
-            return await self.network.line.wrap((reader, writer), line)
+            return await interpose_line(self.network.inspector, (reader, writer), line)
         return reader, writer
 
 

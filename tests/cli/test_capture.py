@@ -4,20 +4,13 @@ errors for a hop that does not exist or a pcap the local backend cannot give."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.cli.test_backends import smtplab
+from tests.cli.test_backends import env, smtplab
 
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    values = {key: value for key, value in os.environ.items() if key != "SMTPLAB_BACKEND"}
-    values["SMTPLAB_STATE"] = str(tmp_path / "state")
-    values["COLUMNS"] = "200"
-    return values
+__all__ = ["env"]  # the fixture: a state directory of its own, no backend preset
 
 
 def test_blocked_port_shows_the_unanswered_attempt(env: dict[str, str]) -> None:

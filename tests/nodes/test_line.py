@@ -12,7 +12,8 @@ import pytest
 
 from lab.net import open_tcp
 from lab.nodes.config import LineConfig
-from lab.nodes.line import RETRANSMIT_DELAY, LineInterposer, LineShape
+from lab.nodes.inspection import Interposer
+from lab.nodes.line import RETRANSMIT_DELAY, LineShape, interpose_line
 
 
 def test_bandwidth_paces_chunks_one_after_another_and_latency_adds_on_top() -> None:
@@ -52,9 +53,11 @@ async def through_line(config: LineConfig, payload: bytes) -> tuple[bytes, bytes
     received = bytearray()
     server = await serve_counting(received)
     port = server.sockets[0].getsockname()[1]
-    line = LineInterposer()
+    line = Interposer()
     try:
-        reader, writer = await line.wrap(await open_tcp("127.0.0.1", port, timeout=5), config)
+        reader, writer = await interpose_line(
+            line, await open_tcp("127.0.0.1", port, timeout=5), config
+        )
         greeting = await asyncio.wait_for(reader.readline(), 5)
         cut = False
         try:
