@@ -18,6 +18,7 @@ from lab.scenario.model import (
     AuthPolicy,
     CertificateFault,
     DnsFault,
+    Flavour,
     ListenerTls,
     MailboxState,
     MailSettings,
@@ -198,6 +199,7 @@ class MailServerConfig(NodeConfig):
     max_recipients: int | None = Field(default=None, ge=1)
     drop_during_data: bool = False
     send_as: SendAsPolicy = SendAsPolicy.ANY
+    flavour: Flavour = Flavour.LAB
     fault_exempt: list[str] = Field(
         default=[],
         description="Client addresses the greeting faults (tarpit, delay, 554, rate limit) "
