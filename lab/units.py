@@ -1,4 +1,4 @@
-"""Durations and sizes as people write them in scenario files ("15m", "10MB")."""
+"""Durations, sizes and rates as people write them in scenario files ("15m", "10MB", "64kbit")."""
 
 from __future__ import annotations
 
@@ -60,6 +60,20 @@ def parse_size(value: object) -> int:
     return size
 
 
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)\s*$", re.IGNORECASE)
+_RATE_UNITS = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3}
+
+
+def parse_rate(value: object) -> int:
+    """Bits per second from a string in tc's words: "64kbit", "2mbit", "1gbit"."""
+    if isinstance(value, str) and (match := _RATE.match(value)):
+        rate = int(float(match.group(1)) * _RATE_UNITS[match.group(2).lower()])
+        if rate <= 0:
+            raise ValueError("a bandwidth must be more than 0 bit/s")
+        return rate
+    raise ValueError(f"expected a bandwidth such as 64kbit or 2mbit, not {value!r}")
+
+
 def format_duration(seconds: float) -> str:
     """The shortest readable form of a duration: 0.25 -> "250ms", 5400 -> "1.5h"."""
     for unit, factor in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
@@ -70,3 +84,4 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+Rate = Annotated[int, BeforeValidator(parse_rate)]

@@ -53,6 +53,7 @@ class MailSettingsPatch(StrictModel):
     sender: Address | None = Field(default=None, alias="from")
     to: list[Address] | None = Field(default=None, min_length=1, max_length=MAX_RECIPIENTS)
     size: Size | None = Field(default=None, le=MAX_MESSAGE_SIZE, description=_SIZE_NOTE)
+    timeout: Duration | None = Field(default=None, gt=0, le=MAX_TIMEOUT)
     helo: Helo | None = None
 
     def apply(self, settings: MailSettings) -> MailSettings:

@@ -14,6 +14,7 @@ from lab.scenario.vocabulary import (
     AuthMechanism,
     AuthPolicy,
     CertificateFault,
+    Flavour,
     ListenerTls,
     MailboxState,
     SendAsPolicy,
@@ -91,6 +92,11 @@ class MailServerNode(NodeBase):
     greylist: Greylist | None = None
     down: bool = Field(
         default=False, description="Switched off: its address exists in DNS but answers nothing."
+    )
+    flavour: Flavour = Field(
+        default=Flavour.LAB,
+        description="Word the replies as this MTA does (postfix, exim, exchange, gmail); "
+        "codes stay the same.",
     )
     listed_on: list[DnsblZone] = Field(
         default=[],

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from lab.scenario.base import DnsblZone, NodeBase, NodeName, Port, StrictModel
 from lab.scenario.names import Prose
 from lab.scenario.vocabulary import PortPolicy
+from lab.units import Duration, Rate, Size
 
 # Addressing on every lab network (`lab.topology.addressing`): .1 is the bridge on the docker
 # host, routers take .2 to .9, every other node .10, .11 ... in file order.
@@ -77,6 +78,30 @@ class Inspection(StrictModel):
     )
 
 
+class LineImpairment(StrictModel):
+    """What the customer's line itself does to TCP connections through the router: a
+    satellite link's delay, a thin uplink, lost packets, or a middlebox that resets long
+    transfers. Delay, bandwidth and resets act on the connection's bytes (a proxy in the
+    router); loss drops real packets where there are packets (docker)."""
+
+    latency: Duration = Field(
+        default=0.0, le=10.0, description="REAL seconds added to each direction (one way)."
+    )
+    bandwidth: Rate | None = Field(
+        default=None, description="Cap each direction at this rate (tc's words: 64kbit)."
+    )
+    loss: float = Field(
+        default=0.0, ge=0.0, le=0.5, description="Share of packets lost, 0 to 0.5 (0.02: 2 %)."
+    )
+    reset_after: Size | None = Field(
+        default=None,
+        gt=0,
+        description="Reset the connection once the client has sent this many bytes "
+        "(a middlebox that cuts long transfers).",
+    )
+    ports: list[Port] = Field(default=[], description="Only these ports; empty means all.")
+
+
 class RouterNode(NodeBase):
     """The customer's ISP: joins the inside network to the outside one."""
 
@@ -91,6 +116,9 @@ class RouterNode(NodeBase):
     inspection: Inspection | None = Field(
         default=None, description="SMTP inspection of connections going outside."
     )
+    impairment: LineImpairment | None = Field(
+        default=None, description="Delay, bandwidth, loss or resets on the line."
+    )
     listed_on: list[DnsblZone] = Field(
         default=[],
         description="DNSBL zones that list the router's outside address (the customer's "
@@ -101,4 +129,17 @@ class RouterNode(NodeBase):
     def _two_networks(self) -> RouterNode:
         if self.inside == self.outside:
             raise ValueError("'inside' and 'outside' must be different networks")
+        if self.inspection is not None and self.impairment is not None:
+            line_ports = set(self.impairment.ports)
+            both = (
+                set(self.inspection.ports)
+                if not line_ports
+                else (line_ports & set(self.inspection.ports))
+            )
+            if both:
+                shared = ", ".join(str(port) for port in sorted(both))
+                raise ValueError(
+                    f"port {shared}: a router cannot both inspect and impair a port "
+                    "(list the impaired ports under impairment.ports)"
+                )
         return self

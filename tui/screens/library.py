@@ -45,6 +45,7 @@ class LibraryScreen(Screen[None]):
         Binding("enter", "open", "Open case", show=True),
         Binding("slash", "filter", "Filter", show=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("ctrl+e", "explain", "Explain an error", show=False),
     ]
 
     def __init__(self, host: LibraryHost) -> None:
@@ -184,6 +185,10 @@ class LibraryScreen(Screen[None]):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open()
+
+    def action_explain(self) -> None:
+        """The "paste an error" screen."""
+        self.host.open_explain()
 
     def action_open(self) -> None:
         """Open the highlighted case's briefing."""
