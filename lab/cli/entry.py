@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 
 from lab import __version__
-from lab.cli import authoring, diagnose, image, labs, runs, scenarios, tui
+from lab.cli import authoring, diagnose, export, image, labs, runs, scenarios, tui
 from lab.cli.common import Handler, err
 from lab.errors import LabError, ScenarioError
 
 # In this order in `smtplab --help`.
-COMMAND_GROUPS = (scenarios, authoring, runs, labs, image, diagnose, tui)
+COMMAND_GROUPS = (scenarios, authoring, runs, labs, export, image, diagnose, tui)
 
 
 def main(argv: list[str] | None = None) -> int:

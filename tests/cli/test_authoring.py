@@ -116,3 +116,12 @@ def test_schema_reference_is_current_and_lists_every_key() -> None:
     scenarios, _ = load_catalog(settings.shipped_scenarios_dir)
     assert scenarios
     assert "`{25: drop}`" in document
+
+
+def test_export_refuses_a_directory_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "keep.txt").write_text("mine\n")
+    result = smtplab("export", "happy-path", "--compose", "project", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "smtplab: project: not an empty directory; choose a new one"
+    assert (tmp_path / "project" / "keep.txt").read_text() == "mine\n"
