@@ -19,14 +19,12 @@ from lab.catalog import load
 from lab.nodes.mailserver.dsn import parse_dsn
 from lab.nodes.mailserver.store import MailStore
 from lab.runtime.docker import DockerBackend
-from lab.runtime.docker.compose import FILES_DIR, ComposeExport, export_compose
+from lab.runtime.docker.compose import FILES_DIR, ComposeExport, export_compose, wait_healthy
 from lab.scenario.model import Outcome
 from lab.smtp.result import SendResult
 from tests.runtime.conftest import labelled_leftovers
 
 pytestmark = pytest.mark.docker
-
-HEALTHY_WITHIN = 60.0
 
 
 def compose_command() -> list[str]:
@@ -75,23 +73,6 @@ def project(tmp_path: Path, docker_client: Any, node_image: str) -> Iterator[Any
     for exported in started:
         down = compose(exported, "down")
         assert down.returncode == 0, down.stderr
-
-
-def wait_healthy(client: Any, exported: ComposeExport) -> None:
-    deadline = time.monotonic() + HEALTHY_WITHIN
-    while True:
-        found = client.api.containers(filters={"label": [f"smtplab.lab={exported.lab_id}"]})
-        states = {}
-        for container in found:
-            health = client.api.inspect_container(container["Id"])["State"].get("Health")
-            states[container["Labels"]["smtplab.node"]] = health["Status"] if health else "none"
-        if len(states) == len(exported.topology.nodes) and all(
-            state in ("healthy", "none") for state in states.values()
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not healthy after {HEALTHY_WITHIN:g} s: {states}")
-        time.sleep(0.5)
 
 
 def send(exported: ComposeExport) -> SendResult:

@@ -150,3 +150,30 @@ def _service(topology: Topology, node: NodePlan, image: str, lab_id: str) -> dic
     if gateway is not None and node.kind != "client" and node.running:
         service["depends_on"] = {routers[str(gateway)]: {"condition": "service_healthy"}}
     return service
+
+
+def wait_healthy(client: Any, exported: ComposeExport, timeout: float = 60.0) -> None:
+    """Until every service of `exported` runs and passed its healthcheck (docker-compose
+    1.x has no `up --wait`).
+
+    Raises:
+        LabStartError: not all healthy within `timeout` seconds, with each node's state.
+    """
+    import time
+
+    from lab.errors import LabStartError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = client.api.containers(filters=labels.selector(labels.LAB, exported.lab_id))
+        states: dict[str, str] = {}
+        for container in found:
+            health = client.api.inspect_container(container["Id"])["State"].get("Health")
+            states[container["Labels"][labels.NODE]] = health["Status"] if health else "running"
+        if len(states) == len(exported.topology.nodes) and all(
+            state in ("healthy", "running") for state in states.values()
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise LabStartError(f"lab {exported.lab_id} not healthy after {timeout:g} s: {states}")
+        time.sleep(0.2)
