@@ -36,6 +36,28 @@ def find_scenario(reference: str, directory: Path | None = None) -> Path:
     raise UnknownScenario(f"unknown scenario {reference!r}; known: {known}")
 
 
+def scenario_paths(references: list[str]) -> list[Path]:
+    """The files that `references` name: a directory stands for its `*.yaml` files, ids and
+    files for themselves; none at all for the whole catalog.
+
+    Raises:
+        UnknownScenario: an unknown id or file, or a directory without scenario files.
+    """
+    if not references:
+        return scenario_files()
+    paths: list[Path] = []
+    for reference in references:
+        path = Path(reference)
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not found:
+                raise UnknownScenario(f"{reference}: no scenario files (*.yaml) in this directory")
+            paths += found
+        else:
+            paths.append(find_scenario(reference))
+    return paths
+
+
 def load(reference: str) -> Scenario:
     """Find and load a scenario by id or path."""
     return load_scenario(find_scenario(reference))

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.catalog import broken_summary, load_catalog, scenario_files
+from lab.catalog import broken_summary, load_catalog, scenario_paths
 from lab.cli.common import add_command, err, out
 from lab.config import settings
 from lab.errors import ScenarioError, UsageError
@@ -24,9 +23,12 @@ def add_parsers(commands: Commands) -> None:
     sub.add_argument("--json", action="store_true", help="machine-readable output")
 
     sub = add_command(
-        commands, "validate", cmd_validate, "Check scenario files; all of the catalog by default."
+        commands,
+        "validate",
+        cmd_validate,
+        "Check scenario files (a directory: its *.yaml files); all of the catalog by default.",
     )
-    sub.add_argument("paths", nargs="*", metavar="PATH")
+    sub.add_argument("paths", nargs="*", metavar="PATH|DIR|ID")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -68,7 +70,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """`smtplab validate [PATH...]`."""
-    paths = [Path(p) for p in args.paths] or scenario_files()
+    paths = scenario_paths(args.paths)
     if not paths:
         raise UsageError(f"no scenario files in {settings.scenarios_dir}")
     failed = 0
