@@ -101,7 +101,8 @@ class TestDockerLabs:
         listed = json.loads(smtplab("labs", "--json", env=env).stdout)
         [mine] = [row for row in listed if row["id"] == started]
         assert mine["backend"] == "docker"
-        assert mine["owner"] == "detached (smtplab up)"
+        assert mine["owner"].startswith("detached (smtplab up, user ")
+        assert mine["state"] == "running"
         assert mine["nodes"] == "6/6 running"
 
     def test_logs_show_events_and_container_output(self, started: str, env: dict[str, str]) -> None:
