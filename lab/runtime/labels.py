@@ -29,9 +29,7 @@ USER = "smtplab.user"  # login name of whoever started the lab (shared engines)
 IMAGE = "smtplab.image"  # on images: "base" or "node"
 BASE = "smtplab.base"  # on node images: which base they were built from
 
-RESERVED = frozenset(
-    {LAB, NODE, NETWORK, SCENARIO, SESSION, VERSION, PID, HOST, USER, IMAGE, BASE}
-)
+RESERVED = frozenset({LAB, NODE, NETWORK, SCENARIO, SESSION, VERSION, PID, HOST, USER, IMAGE, BASE})
 
 # A fresh id per process: the reaper and the atexit hook tell this run's objects apart.
 SESSION_ID = uuid.uuid4().hex

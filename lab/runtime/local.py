@@ -423,9 +423,7 @@ class LocalBackend:
             root = self._state_dir
             root.mkdir(parents=True, exist_ok=True)
         else:
-            root = Path(
-                tempfile.mkdtemp(prefix=f"smtplab-{topology.scenario.id}-", dir=self._root)
-            )
+            root = Path(tempfile.mkdtemp(prefix=f"smtplab-{topology.scenario.id}-", dir=self._root))
         lab = LocalLab(topology, root, keep_files=self._keep_files)
         try:
             await lab.start()
