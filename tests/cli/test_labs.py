@@ -163,3 +163,11 @@ def test_up_then_down_stops_the_lab_and_removes_its_files(env: dict[str, str]) -
         if up.poll() is None:
             up.kill()
         up.communicate()
+
+
+def test_up_state_that_is_not_a_directory_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    result = smtplab("up", "happy-path", "--backend", "local", "--state", str(not_a_dir), env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"smtplab: --state {not_a_dir}: not a directory"
