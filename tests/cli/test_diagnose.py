@@ -114,20 +114,9 @@ async def test_diagnose_server_markdown_names_a_mistyped_mailbox(world: World) -
     assert "AUTH PLAIN ****" in out or "| AUTH | ok |" in out
 
 
-@pytest.mark.parametrize("source", ["file", "environment"])
-async def test_diagnose_takes_the_password_from_a_file_or_the_environment(
-    source: str, tmp_path: Path
-) -> None:
-    """The lab relay checks the login: the right password from the file or
-    $SMTPLAB_PASSWORD delivers, and it shows in no output."""
-    password = "correct-horse"
-    env = {**os.environ, "SMTPLAB_PASSWORD": password}
-    extra: list[str] = []
-    if source == "file":
-        secret = tmp_path / "password"
-        secret.write_text(password + "\n")
-        env["SMTPLAB_PASSWORD"] = "wrong-from-the-environment"  # the file wins
-        extra = ["--password-file", str(secret)]
+async def diagnose_login(*extra: str, env: dict[str, str]) -> tuple[str, str]:
+    """`diagnose --server` as alice against the auth-required lab's submission port, whose
+    relay checks the password; (stdout, stderr)."""
     scenario = load_scenario(SCENARIOS / "auth-required.yaml")
     async with running_lab(scenario, LocalBackend()) as lab:
         assert isinstance(lab, LocalLab)
@@ -145,9 +134,25 @@ async def test_diagnose_takes_the_password_from_a_file_or_the_environment(
             "--to", "bob@example.net",
             "--dns", f"127.0.0.1:{lab.dns_port}",
             "--timeout", "2",
-            "--json",
             env=env,
         )  # fmt: skip
+    return out, err
+
+
+@pytest.mark.parametrize("source", ["file", "environment"])
+async def test_diagnose_takes_the_password_from_a_file_or_the_environment(
+    source: str, tmp_path: Path
+) -> None:
+    """The right password from the file or $SMTPLAB_PASSWORD logs in, and shows in no output."""
+    password = "correct-horse"
+    env = {**os.environ, "SMTPLAB_PASSWORD": password}
+    extra: list[str] = []
+    if source == "file":
+        secret = tmp_path / "password"
+        secret.write_text(password + "\n")
+        env["SMTPLAB_PASSWORD"] = "wrong-from-the-environment"  # the file wins
+        extra = ["--password-file", str(secret)]
+    out, err = await diagnose_login(*extra, "--json", env=env)
     data = json.loads(out)
     auth = next(step for step in data["steps"] if step["probe"] == "auth")
     assert auth["status"] == "ok", auth
@@ -156,24 +161,7 @@ async def test_diagnose_takes_the_password_from_a_file_or_the_environment(
 
 
 async def test_a_wrong_password_from_the_environment_is_reported_not_printed() -> None:
-    scenario = load_scenario(SCENARIOS / "auth-required.yaml")
-    async with running_lab(scenario, LocalBackend()) as lab:
-        assert isinstance(lab, LocalLab)
-        submission = next(
-            e for e in await lab.publish_endpoints() if e.node == "relay" and e.lab_port == 587
-        )
-        _, out, err = await smtplab(
-            "diagnose",
-            "--server", "127.0.0.1",
-            "--port", str(submission.port),
-            "--insecure",
-            "--user", "alice@example.com",
-            "--from", "alice@example.com",
-            "--to", "bob@example.net",
-            "--dns", f"127.0.0.1:{lab.dns_port}",
-            "--timeout", "2",
-            env={**os.environ, "SMTPLAB_PASSWORD": "Tr0ub4dor-wrong"},
-        )  # fmt: skip
+    out, err = await diagnose_login(env={**os.environ, "SMTPLAB_PASSWORD": "Tr0ub4dor-wrong"})
     assert "535" in out, out + err
     assert "Tr0ub4dor-wrong" not in out + err
 
