@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import re
 import ssl
 from collections.abc import Iterable, Mapping
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab.nodes.config import TlsFiles
+from lab.private_files import write_private
 from lab.scenario.model import CertificateFault
 
 CA_FILE = "ca.pem"
@@ -89,7 +89,7 @@ def issue_certificates(
         if fault is not CertificateFault.SELF_SIGNED:
             chain += ca_pem
         cert_path.write_bytes(chain)
-        _write_private(key_path, key)
+        _write_key(key_path, key)
         issued[hostname] = TlsFiles(cert_file=cert_path, key_file=key_path, fault=fault)
     return ca_path, issued
 
@@ -233,13 +233,11 @@ def _leaf_certificate(
     )
 
 
-def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     """Write a key readable by its owner only, with no window where it is world-readable."""
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(pem)
+    write_private(path, pem)

@@ -447,9 +447,22 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, root: Path | None = None, *, keep_files: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        keep_files: bool = False,
+        state_dir: Path | None = None,
+    ) -> None:
+        """Args:
+        root: where fresh lab directories are made (default: the system temp dir).
+        keep_files: leave a lab's directory behind when it goes down.
+        state_dir: run every lab in this one directory and keep it: a lab started on it
+            again resumes the relay's queue and the mailboxes (`smtplab up --state`).
+        """
         self._root = root
-        self._keep_files = keep_files
+        self._keep_files = keep_files or state_dir is not None
+        self._state_dir = state_dir
 
     def available(self) -> str | None:
         """Always usable."""
@@ -461,7 +474,11 @@ class LocalBackend:
 
     async def up(self, topology: Topology) -> LocalLab:
         """Start a lab; on failure everything started so far is stopped."""
-        root = Path(tempfile.mkdtemp(prefix=f"smtplab-{topology.scenario.id}-", dir=self._root))
+        if self._state_dir is not None:
+            root = self._state_dir
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix=f"smtplab-{topology.scenario.id}-", dir=self._root))
         lab = LocalLab(topology, root, keep_files=self._keep_files)
         try:
             await lab.start()

@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.nodes.mailserver.once import MessageIdIndex
+
 SUBDIRS = ("tmp", "new", "cur")
 # Characters kept as they are in a mailbox directory name; the rest is %XX-escaped so
 # that no address ("../x", "a/b", ".hidden") can name a path outside its own directory.
@@ -81,6 +83,7 @@ class MailStore:
         self.root = root
         self._writer: GroupCommitWriter | None = None
         self._names = _UniqueNames()
+        self._once = MessageIdIndex()
 
     async def deliver(self, address: str, data: bytes) -> str:
         """Store `data` in `address`'s mailbox, durably, and return the message id.
@@ -93,6 +96,18 @@ class MailStore:
             self._writer = GroupCommitWriter(self.root)
         await self._writer.write(directory, message_id, data)
         return message_id
+
+    async def deliver_once(self, address: str, data: bytes, message_id: str) -> tuple[str, bool]:
+        """`deliver`, unless the mailbox already holds a message with `message_id`.
+
+        Returns:
+            The id of the stored copy, and whether this call stored it (False: a
+            duplicate, acknowledged without a second copy; see `once.py`).
+        """
+        directory = self.root / mailbox_dirname(address)
+        return await self._once.deliver_once(
+            directory, message_id, lambda: self.deliver(address, data)
+        )
 
     def messages(self, address: str) -> list[StoredMessage]:
         """The messages in `address`'s mailbox, oldest first (empty if there is none)."""
