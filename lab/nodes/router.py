@@ -182,7 +182,7 @@ async def setup(config: RouterConfig, log: EventLog | None = None) -> tuple[str,
 
 async def serve(config: RouterConfig) -> None:
     """Set up forwarding (and the inspecting proxy), then stay up until cancelled."""
-    log = EventLog(config.data_dir, config.name, echo=True)
+    log = EventLog(config.data_dir, config.name, echo=True, max_bytes=config.events_max_bytes)
     proxy: asyncio.Server | None = None
     try:
         if config.inspection is not None:

@@ -26,6 +26,7 @@ from lab.scenario.mailserver import (
     RateLimit,
     RelayNode,
     Routing,
+    SessionLimits,
 )
 from lab.scenario.network import Inspection, Network, RouterNode
 from lab.scenario.vocabulary import (
@@ -84,6 +85,7 @@ __all__ = [
     "Scenario",
     "Security",
     "SendAsPolicy",
+    "SessionLimits",
     "Stage",
     "StrictModel",
     "TlsVersions",

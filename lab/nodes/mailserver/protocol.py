@@ -11,7 +11,10 @@ in the handler, `handler.py`):
 - AUTH refused outright on a listener without it;
 - CRAM-MD5 (`auth.AuthSMTP`) and the scenario's session faults
   (`faults.FaultySMTP`), from the classes it builds on;
-- the connection registers itself with its server, which aborts it on stop.
+- the connection registers itself with its server, which aborts it on stop;
+- the server's session caps (`limits.SessionGate`) refuse it with 421 4.7.0
+  before the greeting, and a session idle too long is told 421 4.4.2 before
+  the engine closes it (which it would do silently).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, AnyStr, cast
 from aiosmtpd.proxy_protocol import ProxyData
 from aiosmtpd.smtp import Session, syntax
 
+from lab.nodes.mailserver.auth import client_address
 from lab.nodes.mailserver.faults import NO_FAULTS, FaultySMTP, SessionFaults
 from lab.nodes.mailserver.handler import MailHandler
 from lab.replies import (
@@ -84,15 +88,41 @@ class LabSMTP(FaultySMTP):
         self._connections = connections
         self._early_proxy = early_proxy
         self._checked_verb: str | None = None
+        self._counted = False  # by the gate's overall cap
+        self._counted_client: str | None = None  # by its per-client cap
+        self._session_open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Track the connection (called again after STARTTLS, with the TLS transport)."""
+        """Track the connection (called again after STARTTLS, with the TLS transport);
+        refuse it at once when the server is full."""
+        first = self.transport is None
         self._connections.add(self)
         super().connection_made(transport)
+        gate = self.lab_handler.context.gate
+        if not first or gate is None:
+            return
+        self._counted = gate.open_session()
+        if not self._counted:
+            # Synchronously, before the session's coroutine first runs: the socket is
+            # closed on the loop's next turn, whatever else the flood brings.
+            assert self.session is not None
+            assert self.task is not None
+            self.task.cancel()
+            reply = self.lab_handler.limit_reply(self.session, "connections")
+            writable = cast("asyncio.WriteTransport", transport)
+            writable.write(f"{reply}\r\n".encode("ascii"))
+            writable.close()
 
     def connection_lost(self, error: Exception | None) -> None:
         """Forget the connection."""
         self._connections.discard(self)
+        gate = self.lab_handler.context.gate
+        if gate is not None:
+            if self._counted:
+                gate.close_session()
+            if self._counted_client is not None:
+                gate.release_client(self._counted_client)
+        self._counted, self._counted_client = False, None
         super().connection_lost(error)
 
     def _create_session(self) -> Session:
@@ -115,6 +145,32 @@ class LabSMTP(FaultySMTP):
             # aiosmtpd has no connect hook; the handler logs the session here.
             await self._call_handler_hook("CONNECT")
         await super()._handle_client()
+
+    async def _greet(self) -> bool:
+        """Before the greeting: the per-client cap (the server's own addresses and loopback
+        are exempt), then the scenario's faults."""
+        assert self.session is not None
+        gate = self.lab_handler.context.gate
+        if gate is not None and not self.lab_handler.spared(self.session):
+            client = client_address(self.session)
+            if not gate.admit_client(client):
+                await self.push(self.lab_handler.limit_reply(self.session, "per-client"))
+                assert self.transport is not None
+                self.transport.close()
+                return False
+            self._counted_client = client
+        self._session_open = await super()._greet()
+        return self._session_open
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 §4.5.3.2: a server that gives up on an idle client says so with 421.
+        # Before the greeting (a tarpit, a PROXY header never sent) it just closes.
+        transport = self.transport
+        if self._session_open and transport is not None and not transport.is_closing():
+            assert self.session is not None
+            reply = self.lab_handler.limit_reply(self.session, "timeout")
+            cast("asyncio.WriteTransport", transport).write(f"{reply}\r\n".encode("ascii"))
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
