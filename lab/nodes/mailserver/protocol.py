@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any, AnyStr, cast
 
 from aiosmtpd.proxy_protocol import ProxyData
 from aiosmtpd.smtp import Session, syntax
 
+from lab.nodes.mailserver import engine_tables
 from lab.nodes.mailserver.auth import client_address
 from lab.nodes.mailserver.faults import NO_FAULTS, FaultySMTP, SessionFaults
 from lab.nodes.mailserver.handler import MailHandler
@@ -45,6 +47,19 @@ from lab.replies import (
 # logging (they still propagate).
 for _name in ("mail.log", "mail.debug"):
     logging.getLogger(_name).addHandler(logging.NullHandler())
+
+engine_tables.install()
+
+# A plain "<local@domain>" of dot-atoms, as nearly every client sends, is read with this;
+# the engine's RFC 5322 parser (email._header_value_parser: a third of a millisecond per
+# address) keeps every other form (quoted local parts, literals, comments, no brackets).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# After the ">": nothing, or blanks and parameters without comments or line breaks (the
+# engine's parser drops the blanks, and would read a comment).
+_SIMPLE_PATH = re.compile(
+    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    r"(?:[ \t]+([^ \t()\r\n\"][^()\r\n\"]*)?)?\Z"
+)
 
 # Replies the engine sends with its own wording -> (verb or None, the lab's reply).
 # None: the verb is the command whose check failed (see `check_auth_needed`).
@@ -171,6 +186,16 @@ class LabSMTP(FaultySMTP):
             reply = self.lab_handler.limit_reply(self.session, "timeout")
             cast("asyncio.WriteTransport", transport).write(f"{reply}\r\n".encode("ascii"))
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The address of MAIL/RCPT and what follows it (the engine's, faster: `_SIMPLE_PATH`)."""
+        match = _SIMPLE_PATH.match(arg)
+        if match is None:
+            return super()._getaddr(arg)
+        address, rest = match.group(1), match.group(2) or ""
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
