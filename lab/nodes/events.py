@@ -5,10 +5,15 @@ backend ran the node. It is bounded: a flood of clients must not fill the
 disk. Once it reaches its size, one `log-truncated` event says so and later
 events are counted, not written (the start of a lab's story is the part a
 diagnosis needs).
+
+Lines are written to the file once per turn of the event loop rather than
+one write per event (a busy mx logs half a dozen events per message); an
+event emitted outside a running loop is written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -39,8 +44,9 @@ class EventLog:
         self.max_bytes = max_bytes
         self.dropped = 0
         self._lock = threading.Lock()
-        self._file = self.path.open("a", encoding="utf-8", buffering=1)
+        self._file = self.path.open("a", encoding="utf-8")
         self._size = self._file.tell()
+        self._flush_pending = False
 
     def emit(self, event: str, **fields: Any) -> None:
         """Record one event; values must be JSON-serialisable (str() is used otherwise)."""
@@ -58,8 +64,28 @@ class EventLog:
                 size = len(line)
             self._file.write(line)
             self._size += size
+            self._schedule_flush()
         if self.echo:
             sys.stderr.write(line)
+
+    def _schedule_flush(self) -> None:
+        """Called with the lock held: flush at the loop's next turn, or now without a loop."""
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._file.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what was emitted so far to the file."""
+        with self._lock:
+            self._flush_pending = False
+            if not self._file.closed:
+                self._file.flush()
 
     def close(self) -> None:
         """Flush and close the file."""
