@@ -1,7 +1,7 @@
 """Ingest speed of the lab's mx against Postfix's smtp-sink, driven by Postfix's smtp-source.
 
-Usage: python benchmarks/ingest.py [--messages 10000] [--size 1024] [--acceptors N]
-                                   [--postfix-dir DIR] [--profile FILE]
+Usage: python benchmarks/ingest.py [--messages 10000] [--size 1024] [--postfix-dir DIR]
+                                   [--profile FILE]
 
 Each case sends `--messages` messages of `--size` bytes with smtp-source: 20
 sessions with a new connection per message, 200 sessions likewise, and 20
@@ -89,7 +89,8 @@ class Postfix:
 
 def find_postfix(explicit: Path | None) -> Postfix:
     """smtp-source/smtp-sink: an extracted package, $PATH, or the cache (filled here)."""
-    root = explicit or (Path(os.environ["SMTPLAB_POSTFIX_DIR"]) if "SMTPLAB_POSTFIX_DIR" in os.environ else None)
+    from_env = os.environ.get("SMTPLAB_POSTFIX_DIR")
+    root = explicit or (Path(from_env) if from_env else None)
     if root is None:
         on_path = shutil.which("smtp-source"), shutil.which("smtp-sink")
         if on_path[0] and on_path[1]:
@@ -102,7 +103,7 @@ def find_postfix(explicit: Path | None) -> Postfix:
         sys.exit(f"ingest.py: no smtp-source/smtp-sink under {root}/usr/sbin")
     env = dict(os.environ)
     libs = str(root / "usr/lib/postfix")
-    env["LD_LIBRARY_PATH"] = f"{libs}:{env['LD_LIBRARY_PATH']}" if env.get("LD_LIBRARY_PATH") else libs
+    env["LD_LIBRARY_PATH"] = ":".join(filter(None, [libs, env.get("LD_LIBRARY_PATH")]))
     return Postfix(source, sink, env)
 
 
@@ -111,11 +112,12 @@ def _extract_package(cache: Path) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     print(f"fetching Debian's postfix package into {cache} (not installed) ...", file=sys.stderr)
     try:
-        subprocess.run(["apt-get", "download", "postfix"], cwd=cache, check=True, capture_output=True)
+        download = ["apt-get", "download", "postfix"]
+        subprocess.run(download, cwd=cache, check=True, capture_output=True)
         (deb,) = sorted(cache.glob("postfix_*.deb"))[-1:]
         subprocess.run(["dpkg", "-x", str(deb), str(cache / "root")], check=True)
     except (OSError, subprocess.CalledProcessError, ValueError) as error:
-        sys.exit(f"ingest.py: cannot get smtp-source/smtp-sink from Debian's postfix package: {error}")
+        sys.exit(f"ingest.py: cannot unpack Debian's postfix package: {error}")
 
 
 def free_port() -> int:
@@ -127,10 +129,9 @@ def free_port() -> int:
 def wait_for_banner(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with socket.create_connection((HOST, port), 1) as sock:
-                if sock.recv(100).startswith(b"220"):
-                    return
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), 1) as sock:
+            if sock.recv(100).startswith(b"220"):
+                return
         time.sleep(0.05)
     sys.exit(f"ingest.py: nothing answered on {HOST}:{port}")
 
@@ -152,7 +153,7 @@ def running(command: list[str], port: int, env: dict[str, str] | None = None) ->
             print(stderr.decode(errors="replace")[-3000:], file=sys.stderr)
 
 
-def mx_command(data_dir: Path, port: int, acceptors: int, profile: Path | None) -> list[str]:
+def mx_command(data_dir: Path, port: int, profile: Path | None) -> list[str]:
     config = MailServerConfig(
         name="mx",
         data_dir=data_dir,
@@ -180,10 +181,7 @@ def mx_command(data_dir: Path, port: int, acceptors: int, profile: Path | None) 
     command = [sys.executable]
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
-    command += ["-m", "lab.nodes", "mx", str(config_file)]
-    if acceptors > 1:
-        command += ["--acceptors", str(acceptors)]
-    return command
+    return [*command, "-m", "lab.nodes", "mx", str(config_file)]
 
 
 def count_on_disk(data_dir: Path) -> int:
@@ -209,7 +207,8 @@ def send(postfix: Postfix, case: Case, port: int, messages: int, size: int) -> t
     )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        print(f"smtp-source: {done.stderr.decode(errors='replace').strip()[-500:]}", file=sys.stderr)
+        detail = done.stderr.decode(errors="replace").strip()[-500:]
+        print(f"smtp-source: {detail}", file=sys.stderr)
         return seconds, 0
     return seconds, messages
 
@@ -218,7 +217,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=1024, help="bytes per message")
-    parser.add_argument("--acceptors", type=int, default=1, help="mx processes sharing the port")
     parser.add_argument("--postfix-dir", type=Path, default=None)
     parser.add_argument("--profile", type=Path, default=None)
     args = parser.parse_args()
@@ -229,7 +227,7 @@ def main() -> None:
             data_dir = Path(tmp) / f"mx{index}"
             port = free_port()
             profile = args.profile if index == 0 else None
-            with running(mx_command(data_dir, port, args.acceptors, profile), port):
+            with running(mx_command(data_dir, port, profile), port):
                 seconds, acknowledged = send(postfix, case, port, args.messages, args.size)
             results.append(Result(case, "mx", seconds, acknowledged, count_on_disk(data_dir)))
         for case in CASES:
@@ -246,7 +244,7 @@ def main() -> None:
 def print_table(results: list[Result], args: argparse.Namespace) -> None:
     cpus = len(os.sched_getaffinity(0))
     print(
-        f"{args.messages} x {args.size} B per case; mx acceptors: {args.acceptors}; "
+        f"{args.messages} x {args.size} B per case; "
         f"{cpus} CPUs; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'case':44} {'target':10} {'seconds':>8} {'msg/s':>8} {'on disk':>8} {'vs sink':>8}")
@@ -260,10 +258,11 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
             f"{result.rate:8.0f} {disk:>8} {ratio:8.2f}"
         )
     for result in results:
-        if result.target == "mx" and result.on_disk is not None and result.on_disk < result.acknowledged:
-            print(f"LOST: {result.case.name}: {result.acknowledged - result.on_disk} acknowledged, not on disk")
-    durable = [r.rate for r in results if r.target == "mx"]
-    print(f"durable bar {BAR:.0f} msg/s: best case {max(durable):.0f} ({max(durable) / BAR:.2f} of it)")
+        lost = result.acknowledged - (result.on_disk or 0) if result.target == "mx" else 0
+        if lost > 0:
+            print(f"LOST: {result.case.name}: {lost} acknowledged but not on disk")
+    best = max(r.rate for r in results if r.target == "mx")
+    print(f"durable bar {BAR:.0f} msg/s: best case {best:.0f} ({best / BAR:.2f} of it)")
 
 
 if __name__ == "__main__":
