@@ -24,7 +24,8 @@ def find_scenario(reference: str, directory: Path | None = None) -> Path:
     """
     path = Path(reference)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
+        # A FIFO or a device is the loader's to refuse, with its reason.
+        if not path.exists():
             raise UnknownScenario(f"{reference}: no such scenario file")
         return path
     directory = directory or settings.scenarios_dir
@@ -50,3 +51,10 @@ def load_catalog(directory: Path | None = None) -> tuple[list[Scenario], list[Sc
         except ScenarioError as error:
             errors.append(error)
     return scenarios, errors
+
+
+def broken_summary(error: ScenarioError) -> tuple[str, str]:
+    """A broken catalog file as (the id it would have had, "first problem (+N more)")."""
+    first = error.problems[0]
+    more = f" (+{len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
+    return Path(first.file).stem, f"{first}{more}"

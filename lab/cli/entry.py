@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 
 from lab import __version__
-from lab.cli import diagnose, image, labs, runs, scenarios, tui
+from lab.cli import capture, diagnose, explain, image, labs, runs, scenarios, tui
 from lab.cli.common import Handler, err
 from lab.errors import LabError, ScenarioError
 
 # In this order in `smtplab --help`.
-COMMAND_GROUPS = (scenarios, runs, labs, image, diagnose, tui)
+COMMAND_GROUPS = (scenarios, runs, labs, capture, image, diagnose, explain, tui)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.catalog import load_catalog, scenario_files
+from lab.catalog import broken_summary, load_catalog, scenario_files
 from lab.cli.common import add_command, err, out
 from lab.config import settings
 from lab.errors import ScenarioError, UsageError
@@ -30,10 +30,12 @@ def add_parsers(commands: Commands) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """`smtplab list`."""
+    """`smtplab list`: a broken file is listed as broken, with its first problem; the others
+    are listed as usual (`validate` is the command that fails on a broken file)."""
     scenarios, errors = load_catalog()
+    broken = [broken_summary(error) for error in errors]
     if args.json:
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "id": s.id,
                 "title": s.title,
@@ -43,9 +45,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             }
             for s in scenarios
         ]
+        rows.extend({"id": stem, "broken": True, "error": text} for stem, text in broken)
         out.print_json(json.dumps(rows))
     else:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=f"Scenarios in {settings.scenarios_dir}")
         table.add_column("id", no_wrap=True)
@@ -54,11 +58,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_column("expected", no_wrap=True)
         table.add_column("tags")
         for s in scenarios:
-            table.add_row(s.id, s.title, str(s.level), str(s.expect.outcome), ", ".join(s.tags))
+            cells = (s.id, s.title, str(s.level), str(s.expect.outcome), ", ".join(s.tags))
+            table.add_row(*(Text(cell) for cell in cells))  # a title is not markup
+        for stem, text in broken:
+            table.add_row(Text(stem), Text(f"broken: {text}", style="red"), "-", "-", "")
         out.print(table)
-    for error in errors:
-        err.print(str(error), markup=False)
-    return 2 if errors else 0
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

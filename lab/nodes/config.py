@@ -19,6 +19,7 @@ from lab.scenario.model import (
     AuthPolicy,
     CertificateFault,
     DnsFault,
+    Flavour,
     ListenerTls,
     MailboxState,
     MailSettings,
@@ -213,6 +214,7 @@ class MailServerConfig(NodeConfig):
     max_recipients: int | None = Field(default=None, ge=1)
     drop_during_data: bool = False
     send_as: SendAsPolicy = SendAsPolicy.ANY
+    flavour: Flavour = Flavour.LAB
     fault_exempt: list[str] = Field(
         default=[],
         description="Client addresses the greeting faults (tarpit, delay, 554, rate limit) "
@@ -234,6 +236,7 @@ class ClientConfig(NodeConfig):
 
 
 INSPECTION_PORT = 10025
+LINE_PORT = 10026
 
 
 class InspectionConfig(ConfigModel):
@@ -253,6 +256,29 @@ class InspectionConfig(ConfigModel):
     )
 
 
+class LineConfig(ConfigModel):
+    """Line impairments (`lab.nodes.line`): delay, bandwidth, loss and resets."""
+
+    latency: float = 0.0  # seconds, each direction
+    bandwidth: int | None = None  # bits per second, each direction
+    loss: float = 0.0  # share of packets
+    reset_after: int | None = None  # bytes from the client
+    ports: list[int] = []  # empty: every TCP port
+    listen_port: int = Field(
+        default=LINE_PORT,
+        description="Where the line proxy listens; iptables REDIRECTs the impaired ports to it.",
+    )
+
+    @property
+    def shapes_bytes(self) -> bool:
+        """Whether the proxy is needed (loss alone is done by iptables)."""
+        return bool(self.latency or self.bandwidth or self.reset_after)
+
+    def covers(self, port: int) -> bool:
+        """Whether connections to `port` are impaired."""
+        return not self.ports or port in self.ports
+
+
 class RouterConfig(NodeConfig):
     """The ISP router: per-port policy for connections from `inside` to `outside`."""
 
@@ -263,6 +289,7 @@ class RouterConfig(NodeConfig):
     default: PortPolicy = PortPolicy.ALLOW
     outage: bool = False
     inspection: InspectionConfig | None = None
+    line: LineConfig | None = None
 
 
 AnyNodeConfig = Annotated[

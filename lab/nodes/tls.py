@@ -43,6 +43,7 @@ def issue_certificates(
     servers: dict[str, CertificateFault],
     *,
     addresses: Mapping[str, Iterable[IpAddress | str]] | None = None,
+    ca_name: str = "smtp-lab CA",
 ) -> tuple[Path, dict[str, TlsFiles]]:
     """Create a lab CA and a key and certificate for every server hostname.
 
@@ -54,6 +55,7 @@ def issue_certificates(
             (IP address SANs), for clients that connect to an address and
             verify it. A `WRONG_NAME` certificate names none of them: it is
             issued for another name altogether.
+        ca_name: the CA's common name (a TLS-scanning antivirus names its own CA).
 
     Returns:
         The CA certificate's path and, per hostname, its `TlsFiles`: the
@@ -72,7 +74,7 @@ def issue_certificates(
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _ca_certificate(ca_key, now)
+    ca_cert = _ca_certificate(ca_key, now, ca_name)
     ca_path = directory / CA_FILE
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
     ca_path.write_bytes(ca_pem)
@@ -144,8 +146,10 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: datetime.datetime) -> x509.Certificate:
-    name = _name("smtp-lab CA")
+def _ca_certificate(
+    key: ec.EllipticCurvePrivateKey, now: datetime.datetime, common_name: str
+) -> x509.Certificate:
+    name = _name(common_name)
     public = key.public_key()
     # The extensions OpenSSL's strict mode (and Python 3.13's default context) insists on.
     return (

@@ -9,10 +9,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from lab.scenario.base import DnsblZone, NodeBase, NodeName, Port, StrictModel
+from lab.scenario.names import Address, DomainPattern, Hostname, HostPort, Line, check_hostname
 from lab.scenario.vocabulary import (
     AuthMechanism,
     AuthPolicy,
     CertificateFault,
+    Flavour,
     ListenerTls,
     MailboxState,
     SendAsPolicy,
@@ -59,7 +61,7 @@ class Greylist(StrictModel):
     """Reject the first attempt of each (client, sender, recipient) with 451 4.7.1."""
 
     delay: Duration = 300.0
-    recipients: list[str] = Field(default=[], description="Only these; empty means everyone.")
+    recipients: list[Address] = Field(default=[], description="Only these; empty means everyone.")
 
 
 class RateLimit(StrictModel):
@@ -96,21 +98,26 @@ class MailServerNode(NodeBase):
     """Fields of every SMTP server kind."""
 
     network: NodeName
-    hostname: str
+    hostname: Hostname
     ptr: str | None = Field(
         default="auto",
         description="Reverse DNS: 'auto' (the hostname), another name, or null for none.",
     )
-    listeners: list[Listener]
+    listeners: list[Listener] = Field(max_length=16)
     certificate: CertificateFault = CertificateFault.NONE
     auth_mechanisms: list[AuthMechanism] = [AuthMechanism.PLAIN, AuthMechanism.LOGIN]
-    users: dict[str, str] = Field(default={}, description="Login name -> password.")
-    domains: list[str] = Field(default=[], description="Domains whose mailboxes live here.")
-    mailboxes: dict[str, Mailbox] = {}
+    users: dict[Line, Line] = Field(default={}, description="Login name -> password.")
+    domains: list[Hostname] = Field(default=[], description="Domains whose mailboxes live here.")
+    mailboxes: dict[Address, Mailbox] = {}
     max_size: Size | None = Field(default=None, description="Advertised SIZE limit.")
     greylist: Greylist | None = None
     down: bool = Field(
         default=False, description="Switched off: its address exists in DNS but answers nothing."
+    )
+    flavour: Flavour = Field(
+        default=Flavour.LAB,
+        description="Word the replies as this MTA does (postfix, exim, exchange, gmail); "
+        "codes stay the same.",
     )
     listed_on: list[DnsblZone] = Field(
         default=[],
@@ -120,6 +127,7 @@ class MailServerNode(NodeBase):
     # --- faults of the greeting (all listeners) ---
     banner_delay: Duration = Field(
         default=0.0,
+        le=600,
         description="REAL seconds (not lab time) before the 220 greeting: it is measured "
         "against the client's own timeout.",
     )
@@ -164,6 +172,11 @@ class MailServerNode(NodeBase):
         description="Read the first part of the message, then close without a reply.",
     )
 
+    @field_validator("ptr")
+    @classmethod
+    def _ptr_name(cls, ptr: str | None) -> str | None:
+        return ptr if ptr in (None, "auto") else check_hostname(ptr)
+
     @model_validator(mode="after")
     def _greeting_faults(self) -> MailServerNode:
         if self.tarpit and self.no_service:
@@ -205,14 +218,14 @@ class MxNode(MailServerNode):
 class Connector(StrictModel):
     """Send mail for matching recipient domains to a fixed host ("*.net" patterns)."""
 
-    domains: list[str]
-    to: str = Field(description="'node' or 'node:port' or 'host:port'.")
+    domains: list[DomainPattern] = Field(min_length=1)
+    to: HostPort = Field(description="'node' or 'node:port' or 'host:port'.")
 
 
 class Routing(StrictModel):
     """How a relay finds the next hop for a recipient domain."""
 
-    smarthost: str | None = Field(
+    smarthost: HostPort | None = Field(
         default=None, description="'node[:port]': relay everything there."
     )
     connectors: list[Connector] = []
@@ -221,7 +234,7 @@ class Routing(StrictModel):
 class Queue(StrictModel):
     """Retry schedule and lifetime, in world time (compressed by `lab_time.speedup`)."""
 
-    retry: list[Duration] = [900.0, 1800.0, 3600.0]
+    retry: list[Duration] = Field(default=[900.0, 1800.0, 3600.0], max_length=100)
     lifetime: Duration = 4 * 3600.0
 
 

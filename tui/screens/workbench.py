@@ -24,7 +24,7 @@ from lab.diagnosis.events import Diagnosis, Status, Step
 from lab.scenario.model import MailSettings, Outcome, Scenario
 from tui.messages import DiagnosisEvent, DiagnosisFinished, SendFailed, SendFinished
 from tui.sending import apply_remedy, outcome_text, post_send
-from tui.stepping import StepFeed, post_diagnosis, step_marks
+from tui.stepping import StepFeed, post_diagnosis, step_marks, step_ports
 from tui.training import CaseResult, CaseTimer, Choice
 from tui.widgets.logs import LogsView
 from tui.widgets.mailboxes import MailboxesView
@@ -33,10 +33,12 @@ from tui.widgets.stepper import DiagnosisStepper
 from tui.widgets.topology import TopologyView
 from tui.widgets.transcript import TranscriptView
 from tui.widgets.verdict import VerdictPanel, answer_text
+from tui.widgets.wire import WireView
 
 if TYPE_CHECKING:
     from lab.runs import RunReport
     from lab.runtime.base import Lab
+    from lab.wire.flows import Flow
     from tui.host import WorkbenchHost
 
 REFRESH_SECONDS = 1.0
@@ -54,6 +56,7 @@ class WorkbenchScreen(Screen[None]):
         Binding("t", "tab('tab-transcript')", "Transcript", show=False),
         Binding("m", "tab('tab-mail')", "Mailboxes"),
         Binding("l", "tab('tab-logs')", "Logs"),
+        Binding("w", "tab('tab-wire')", "Wire", show=False),
         Binding("e", "edit", "Edit settings", show=False),
         Binding("escape", "back", "Library"),
     ]
@@ -70,6 +73,7 @@ class WorkbenchScreen(Screen[None]):
         self.sends = 0
         self.sending = False
         self.last_report: RunReport | None = None
+        self.diagnosis_flows: list[Flow] | None = None  # what crossed the router while probing
         self.timer = CaseTimer()  # re-made with the app's clock once mounted
 
     @property
@@ -107,6 +111,12 @@ class WorkbenchScreen(Screen[None]):
                         yield MailboxesView(id="mailboxes")
                     with TabPane("Logs", id="tab-logs"):
                         yield LogsView(list(self.lab.topology.nodes), id="logs")
+                    with TabPane("Wire", id="tab-wire"):
+                        yield WireView(
+                            "What crosses the customer's router shows here after a send, "
+                            "and for each step once the diagnosis has probed.",
+                            id="wire",
+                        )
         yield Static("", id="status-bar")
         yield Footer()
 
@@ -170,6 +180,7 @@ class WorkbenchScreen(Screen[None]):
         if message.run != self.feed.run:
             return
         starved = self.feed.finish(message.error)
+        self.diagnosis_flows = message.flows
         if message.error is not None:
             stepper = self.query_one("#stepper", DiagnosisStepper)
             stepper.set_status(Text(f"Diagnosis failed: {message.error}", style="bold red"))
@@ -287,6 +298,13 @@ class WorkbenchScreen(Screen[None]):
         title = f"Transcript · step {event.number}: {step.title}"
         transcript.show(title, step.transcript)
         self._update_marks(selected=step)
+        if self.diagnosis_flows is not None:
+            wire_title = (
+                f"Wire · step {event.number}: {step.title} (the diagnosis run's connections)"
+            )
+            self.query_one("#wire", WireView).show(
+                wire_title, self.diagnosis_flows, step_ports(step)
+            )
 
     def _update_marks(self, selected: Step | None = None) -> None:
         """Failures and warnings of revealed steps stay marked; the selected step's node too."""
@@ -366,6 +384,10 @@ class WorkbenchScreen(Screen[None]):
             stages=stages if self.host.show_timings else None,
             footer=summary,
         )
+        if message.flows is not None:
+            self.query_one("#wire", WireView).show(
+                f"Wire · {label} #{self.sends} · {report.outcome}", message.flows
+            )
         status = Text.assemble(("Last send: ", "bold"), summary)
         if report.outcome is Outcome.DELIVERED:
             status.append("  (m: mailboxes)", style="dim")

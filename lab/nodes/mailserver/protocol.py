@@ -5,6 +5,7 @@ in the handler, `handler.py`):
 
 - replies the engine words itself are given the texts real servers use
   (`lab.replies`), and policy refusals among them are logged as events;
+- every reply is worded as the server's flavour words it (`lab.flavours`);
 - a PROXY v1 header (the local backend's emulated client address) survives
   STARTTLS, and on an implicit-TLS listener it is read before the handshake
   (`acceptor.ProxyThenTls`) and handed over here;
@@ -27,8 +28,12 @@ from typing import Any, AnyStr, cast
 from aiosmtpd.proxy_protocol import ProxyData
 from aiosmtpd.smtp import Session, syntax
 
+<<<<<<< HEAD
 from lab.nodes.mailserver import engine_tables
 from lab.nodes.mailserver.auth import client_address
+=======
+from lab.flavours import reword
+>>>>>>> 4bf91b9cceee8a474e9cb0bc8dbef550fbba6bcd
 from lab.nodes.mailserver.faults import NO_FAULTS, FaultySMTP, SessionFaults
 from lab.nodes.mailserver.handler import MailHandler
 from lab.replies import (
@@ -219,12 +224,14 @@ class LabSMTP(FaultySMTP):
         return needed
 
     async def push(self, status: AnyStr) -> None:
-        """Send a reply line; engine wordings are replaced by the lab's (`_ENGINE_REPLIES`)."""
+        """Send a reply line; engine wordings are replaced by the lab's (`_ENGINE_REPLIES`),
+        then worded as the server's flavour words them (`lab.flavours`)."""
         if isinstance(status, str) and status in _ENGINE_REPLIES:
             verb, reply = _ENGINE_REPLIES[status]
             self.lab_handler.engine_reply(self.session, verb or self._checked_verb, reply)
-            await super().push(reply)
-            return
+            status = reply
+        if isinstance(status, str):
+            status = reword(status, self.lab_handler.config.flavour)
         await super().push(status)
 
     def abort(self) -> None:
