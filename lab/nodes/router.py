@@ -221,13 +221,8 @@ async def setup(config: RouterConfig, log: EventLog | None = None) -> tuple[str,
 
 
 async def serve(config: RouterConfig) -> None:
-<<<<<<< HEAD
-    """Set up forwarding (and the inspecting proxy), then stay up until cancelled."""
-    log = EventLog(config.data_dir, config.name, echo=True, max_bytes=config.events_max_bytes)
-=======
     """Set up forwarding (and the inspecting and line proxies), then stay up until cancelled."""
-    log = EventLog(config.data_dir, config.name, echo=True)
->>>>>>> 4bf91b9cceee8a474e9cb0bc8dbef550fbba6bcd
+    log = EventLog(config.data_dir, config.name, echo=True, max_bytes=config.events_max_bytes)
     proxy: asyncio.Server | None = None
     line_proxy: asyncio.Server | None = None
     try:

@@ -28,12 +28,9 @@ from typing import Any, AnyStr, cast
 from aiosmtpd.proxy_protocol import ProxyData
 from aiosmtpd.smtp import Session, syntax
 
-<<<<<<< HEAD
+from lab.flavours import reword
 from lab.nodes.mailserver import engine_tables
 from lab.nodes.mailserver.auth import client_address
-=======
-from lab.flavours import reword
->>>>>>> 4bf91b9cceee8a474e9cb0bc8dbef550fbba6bcd
 from lab.nodes.mailserver.faults import NO_FAULTS, FaultySMTP, SessionFaults
 from lab.nodes.mailserver.handler import MailHandler
 from lab.replies import (
