@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from lab.nodes.events import EVENTS_MAX_BYTES
 from lab.scenario.model import (
     AuthMechanism,
     AuthPolicy,
@@ -52,6 +53,11 @@ class NodeConfig(ConfigModel):
         default=False,
         description="Servers expect a PROXY v1 header carrying the emulated peer address "
         "(local backend); in containers the real peer address is used.",
+    )
+    events_max_bytes: int = Field(
+        default=EVENTS_MAX_BYTES,
+        ge=4096,
+        description="The event log stops growing here, with a `log-truncated` marker.",
     )
 
 
@@ -154,6 +160,14 @@ class RateLimitConfig(ConfigModel):
     ports: list[int] = Field(default=[], description="Lab ports it applies to; empty: all.")
 
 
+class SessionLimitsConfig(ConfigModel):
+    """How many sessions at once, per client, and how long one may sit idle (real seconds)."""
+
+    connections: int = Field(default=1000, ge=1)
+    per_client: int = Field(default=50, ge=1)
+    idle_timeout: float = Field(default=300.0, gt=0)
+
+
 class ClientChecksConfig(ConfigModel):
     """DNS checks of the client and the sender, made at RCPT (see `mailserver.checks`)."""
 
@@ -194,6 +208,7 @@ class MailServerConfig(NodeConfig):
     tarpit: bool = False
     no_service: bool = False
     rate_limit: RateLimitConfig | None = None
+    limits: SessionLimitsConfig = SessionLimitsConfig()
     esmtp: bool = True
     checks: ClientChecksConfig = ClientChecksConfig()
     max_recipients: int | None = Field(default=None, ge=1)

@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.inspection is None:
         sys.stderr.write(f"{args[0]}: the router has no inspection configured\n")
         return 2
-    events = EventLog(config.data_dir, config.name)
+    events = EventLog(config.data_dir, config.name, max_bytes=config.events_max_bytes)
     try:
         asyncio.run(serve(config, events))
     except KeyboardInterrupt:

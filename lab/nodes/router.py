@@ -222,7 +222,7 @@ async def setup(config: RouterConfig, log: EventLog | None = None) -> tuple[str,
 
 async def serve(config: RouterConfig) -> None:
     """Set up forwarding (and the inspecting and line proxies), then stay up until cancelled."""
-    log = EventLog(config.data_dir, config.name, echo=True)
+    log = EventLog(config.data_dir, config.name, echo=True, max_bytes=config.events_max_bytes)
     proxy: asyncio.Server | None = None
     line_proxy: asyncio.Server | None = None
     try:

@@ -73,6 +73,27 @@ class RateLimit(StrictModel):
     ports: list[Port] = Field(default=[], description="Only these listeners; empty means all.")
 
 
+class SessionLimits(StrictModel):
+    """Resources one server grants: beyond `connections` open sessions (or `per_client` from
+    one address) a new one is greeted with 421 4.7.0 and closed; a session idle for
+    `idle_timeout` (real seconds, RFC 5321 §4.5.3.2) gets 421 4.4.2 and is closed."""
+
+    connections: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Open sessions at once, all clients."
+    )
+    per_client: int = Field(
+        default=50,
+        ge=1,
+        le=1_000_000,
+        description="Open sessions per client address (Postfix's "
+        "smtpd_client_connection_count_limit); the server's own addresses and loopback are "
+        "exempt.",
+    )
+    idle_timeout: Duration = Field(
+        default=300.0, gt=0, le=86400.0, description="REAL seconds waiting for a command."
+    )
+
+
 class MailServerNode(NodeBase):
     """Fields of every SMTP server kind."""
 
@@ -117,6 +138,7 @@ class MailServerNode(NodeBase):
         default=False, description="Greet with 554 5.7.1 No SMTP service here, then close."
     )
     rate_limit: RateLimit | None = None
+    limits: SessionLimits = SessionLimits()
     esmtp: bool = Field(
         default=True,
         description="False: a HELO-only server; EHLO gets 502 5.5.1 and no extension exists.",

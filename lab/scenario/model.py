@@ -26,6 +26,7 @@ from lab.scenario.mailserver import (
     RateLimit,
     RelayNode,
     Routing,
+    SessionLimits,
 )
 from lab.scenario.names import Address, Line, Prose
 from lab.scenario.network import Inspection, Network, RouterNode
@@ -87,6 +88,7 @@ __all__ = [
     "Scenario",
     "Security",
     "SendAsPolicy",
+    "SessionLimits",
     "Stage",
     "StrictModel",
     "TlsVersions",

@@ -24,6 +24,7 @@ from lab.nodes.config import (
     ResolverConfig,
     RouterConfig,
     RoutingConfig,
+    SessionLimitsConfig,
 )
 from lab.scenario.client import ClientNode
 from lab.scenario.mailserver import MailServerNode, RelayNode
@@ -156,6 +157,11 @@ def mail_server_config(
             )
             if spec.rate_limit
             else None
+        ),
+        limits=SessionLimitsConfig(
+            connections=spec.limits.connections,
+            per_client=spec.limits.per_client,
+            idle_timeout=spec.limits.idle_timeout,  # real seconds: what a client waits
         ),
         esmtp=spec.esmtp,
         checks=ClientChecksConfig(
