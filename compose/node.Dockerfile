@@ -11,7 +11,7 @@
 #   PIP_WHEEL     file name of pip's wheel in pip/ (Debian's python3 ships without pip)
 ARG BASE=python:3.11-slim
 FROM ${BASE}
-ARG APT_PACKAGES="iproute2 iptables"
+ARG APT_PACKAGES="iproute2 iptables tcpdump"
 ARG PIP_WHEEL
 
 RUN if [ -n "$APT_PACKAGES" ]; then \

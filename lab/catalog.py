@@ -25,7 +25,8 @@ def find_scenario(reference: str, directory: Path | None = None) -> Path:
     """
     path = Path(reference)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
+        # A FIFO or a device is the loader's to refuse, with its reason.
+        if not path.exists():
             raise UnknownScenario(f"{reference}: no such scenario file")
         return path
     directory = directory or settings.scenarios_dir
@@ -38,6 +39,28 @@ def find_scenario(reference: str, directory: Path | None = None) -> Path:
         raise UnknownScenario(f"unknown scenario {reference!r}; did you mean {close[0]!r}?")
     known = ", ".join(names) or "none"
     raise UnknownScenario(f"unknown scenario {reference!r}; known: {known}")
+
+
+def scenario_paths(references: list[str]) -> list[Path]:
+    """The files that `references` name: a directory stands for its `*.yaml` files, ids and
+    files for themselves; none at all for the whole catalog.
+
+    Raises:
+        UnknownScenario: an unknown id or file, or a directory without scenario files.
+    """
+    if not references:
+        return scenario_files()
+    paths: list[Path] = []
+    for reference in references:
+        path = Path(reference)
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not found:
+                raise UnknownScenario(f"{reference}: no scenario files (*.yaml) in this directory")
+            paths += found
+        else:
+            paths.append(find_scenario(reference))
+    return paths
 
 
 def load(reference: str) -> Scenario:
@@ -55,3 +78,10 @@ def load_catalog(directory: Path | None = None) -> tuple[list[Scenario], list[Sc
         except ScenarioError as error:
             errors.append(error)
     return scenarios, errors
+
+
+def broken_summary(error: ScenarioError) -> tuple[str, str]:
+    """A broken catalog file as (the id it would have had, "first problem (+N more)")."""
+    first = error.problems[0]
+    more = f" (+{len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
+    return Path(first.file).stem, f"{first}{more}"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A broken file can have thousands of problems; the first ones are what a person fixes.
+MAX_PROBLEMS = 20
+
 
 class LabError(Exception):
     """Base of every error smtp-lab reports to a user instead of a traceback."""
@@ -17,6 +20,12 @@ class ScenarioError(LabError):
     exit_code = 2
 
     def __init__(self, problems: list[Problem]) -> None:
+        if len(problems) > MAX_PROBLEMS:
+            rest = len(problems) - MAX_PROBLEMS
+            problems = [
+                *problems[:MAX_PROBLEMS],
+                Problem(problems[0].file, None, "", f"... and {rest} more problems"),
+            ]
         self.problems = problems
         super().__init__("\n".join(str(problem) for problem in problems))
 
@@ -31,8 +40,19 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        """One line, whatever the file holds: control characters escaped, long parts cut."""
+        file, key, message = _one_line(self.file, 200), _one_line(self.key, 120), self.message
+        where = f"{file}:{self.line}" if self.line else file
+        message = _one_line(message, 400)
+        return f"{where}: {key}: {message}" if key else f"{where}: {message}"
+
+
+def _one_line(text: str, limit: int) -> str:
+    """`text` with line breaks and other control characters escaped, at most `limit` long."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 class UnknownScenario(LabError):

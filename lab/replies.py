@@ -33,6 +33,10 @@ S250_DELIVERED = Reply(250, "2.0.0", "Ok: delivered as {queue_id}")
 
 # --- temporary failures ------------------------------------------------------------------------
 S421_TOO_MANY = Reply(421, "4.7.0", "{hostname} Too many connections, try again later")
+S421_TOO_MANY_FROM_CLIENT = Reply(
+    421, "4.7.0", "{hostname} Error: too many connections from {client}"
+)
+S421_TIMEOUT = Reply(421, "4.4.2", "{hostname} Error: timeout exceeded")
 S451_GREYLISTED = Reply(
     451, "4.7.1", "<{address}>: Recipient address rejected: Greylisted, try again later"
 )

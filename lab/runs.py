@@ -178,7 +178,7 @@ def _follow_time(lab: Lab) -> float:
 
 def _fate(lab: Lab, report: RunReport, address: str) -> RecipientFate:
     message_id = report.send.message_id
-    for node in _hosts_of(lab, address):
+    for node in mail_hosts(lab, address):
         if any(_message_id(raw) == message_id for raw in lab.mailbox(node, address)):
             return RecipientFate(address, Fate.DELIVERED, node)
     bounce = _find_bounce(lab, report.settings.sender, message_id, address)
@@ -190,7 +190,7 @@ def _fate(lab: Lab, report: RunReport, address: str) -> RecipientFate:
 def _find_bounce(lab: Lab, sender: str, message_id: str, address: str) -> RecipientFate | None:
     from lab.nodes.mailserver.dsn import parse_dsn
 
-    for node in _hosts_of(lab, sender):
+    for node in mail_hosts(lab, sender):
         for raw in lab.mailbox(node, sender):
             try:
                 dsn = parse_dsn(raw)
@@ -212,7 +212,7 @@ def _find_bounce(lab: Lab, sender: str, message_id: str, address: str) -> Recipi
     return None
 
 
-def _hosts_of(lab: Lab, address: str) -> list[str]:
+def mail_hosts(lab: Lab, address: str) -> list[str]:
     """Mail servers whose domains include the address's domain."""
     domain = domain_of(address)
     return [

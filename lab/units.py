@@ -1,7 +1,8 @@
-"""Durations and sizes as people write them in scenario files ("15m", "10MB")."""
+"""Durations, sizes and rates as people write them in scenario files ("15m", "10MB", "64kbit")."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -10,6 +11,9 @@ from pydantic import BeforeValidator
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+# Sanity bounds: beyond them a value is a typo (or an attack), not a setting.
+MAX_DURATION = 366 * 86400.0
+MAX_SIZE = 1024**4
 _SIZE_UNITS = {
     "b": 1,
     "kb": 1000,
@@ -31,8 +35,10 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
     else:
         raise ValueError(f"expected a duration such as 3s, 15m or 2h, not {value!r}")
-    if seconds < 0:
+    if math.isnan(seconds) or seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration is at most {format_duration(MAX_DURATION)}")
     return seconds
 
 
@@ -43,12 +49,29 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         size = value
     elif isinstance(value, str) and (match := _SIZE.match(value)):
-        size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+        number = float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+        size = int(number) if math.isfinite(number) else MAX_SIZE + 1
     else:
         raise ValueError(f"expected a size such as 512, 10KB or 25MB, not {value!r}")
     if size < 0:
         raise ValueError("a size cannot be negative")
+    if size > MAX_SIZE:
+        raise ValueError("a size is at most 1TiB")
     return size
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)\s*$", re.IGNORECASE)
+_RATE_UNITS = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3}
+
+
+def parse_rate(value: object) -> int:
+    """Bits per second from a string in tc's words: "64kbit", "2mbit", "1gbit"."""
+    if isinstance(value, str) and (match := _RATE.match(value)):
+        rate = int(float(match.group(1)) * _RATE_UNITS[match.group(2).lower()])
+        if rate <= 0:
+            raise ValueError("a bandwidth must be more than 0 bit/s")
+        return rate
+    raise ValueError(f"expected a bandwidth such as 64kbit or 2mbit, not {value!r}")
 
 
 def format_duration(seconds: float) -> str:
@@ -61,3 +84,4 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+Rate = Annotated[int, BeforeValidator(parse_rate)]

@@ -54,6 +54,10 @@ def mail_config(topo: Topology, node: str) -> MailServerConfig:
         (MX_LINE, MX_LINE + "    rate_limit: {connections: 0}\n", "connections"),
         (MX_LINE, MX_LINE + "    rate_limit: {per: 1m}\n", "connections"),
         (MX_LINE, MX_LINE + "    ptr_reject_code: 451\n", "ptr_reject_code"),
+        (MX_LINE, MX_LINE + "    limits: {connections: 0}\n", "connections"),
+        (MX_LINE, MX_LINE + "    limits: {per_client: -1}\n", "per_client"),
+        (MX_LINE, MX_LINE + "    limits: {idle_timeout: 0}\n", "idle_timeout"),
+        (MX_LINE, MX_LINE + "    limits: {sessions: 5}\n", "sessions"),
         (MX_LINE, MX_LINE + "    max_recipients: 0\n", "max_recipients"),
         (MX_LINE, MX_LINE + "    dnsbl: [localhost]\n", "dnsbl"),
         (MX_LINE, MX_LINE + "    banner_delay: soon\n", "banner_delay"),
@@ -132,6 +136,20 @@ def test_banner_delay_is_real_seconds_and_the_rate_window_world_time() -> None:
     assert config.rate_limit is not None
     assert config.rate_limit.connections == 3
     assert config.rate_limit.per == pytest.approx(1.0)  # 1 h at speedup 3600
+
+
+def test_session_limits_have_defaults_and_the_idle_timeout_is_real_seconds() -> None:
+    default = mail_config(
+        resolve(parse_scenario(happy_with(MX_LINE, MX_LINE), "x.yaml", "x")), "mx"
+    )
+    assert (default.limits.connections, default.limits.per_client) == (1000, 50)
+    assert default.limits.idle_timeout == 300.0  # RFC 5321 §4.5.3.2: at least 5 minutes
+    text = happy_with(
+        MX_LINE, MX_LINE + "    limits: {connections: 20, per_client: 2, idle_timeout: 10m}\n"
+    )
+    config = mail_config(resolve(parse_scenario(text, "x.yaml", "x")), "mx")
+    assert (config.limits.connections, config.limits.per_client) == (20, 2)
+    assert config.limits.idle_timeout == 600.0  # what the client waits: never compressed
 
 
 def test_client_checks_carried_with_absolute_zones() -> None:

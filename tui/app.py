@@ -151,6 +151,12 @@ class SmtpLabApp(App[None]):
 
         self.push_screen(BriefingScreen(scenario, self))
 
+    def open_explain(self) -> None:
+        """The "paste an error" screen: from a customer's error text to the causes."""
+        from tui.screens.explain import ExplainScreen
+
+        self.push_screen(ExplainScreen(self))
+
     def open_workbench(self, scenario: Scenario, lab: Lab) -> None:
         """Replace the briefing with the workbench of the lab that just came up."""
         from tui.screens.workbench import WorkbenchScreen

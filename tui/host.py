@@ -44,6 +44,10 @@ class LibraryHost(Protocol):
         """Show a case's ticket and topology."""
         ...
 
+    def open_explain(self) -> None:
+        """Show the "paste an error" screen."""
+        ...
+
 
 class BriefingHost(Protocol):
     """The briefing starts the lab through the app, which owns it."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from lab.runs import RunReport
     from lab.runtime.base import Lab
     from lab.scenario.model import Scenario
+    from lab.wire.flows import Flow
 
 
 class LabReady(Message):
@@ -57,19 +58,21 @@ class DiagnosisEvent(Message):
 class DiagnosisFinished(Message):
     """The engine's iterator ended; `error` says why when it ended badly."""
 
-    def __init__(self, run: int, error: str | None = None) -> None:
+    def __init__(self, run: int, error: str | None = None, flows: list[Flow] | None = None) -> None:
         super().__init__()
         self.run = run
         self.error = error
+        self.flows = flows  # what crossed the customer's router while the engine probed
 
 
 class SendFinished(Message):
     """The mail program sent (or failed to) and the message was followed to its fate."""
 
-    def __init__(self, report: RunReport, *, fix: bool) -> None:
+    def __init__(self, report: RunReport, *, fix: bool, flows: list[Flow] | None = None) -> None:
         super().__init__()
         self.report = report
         self.fix = fix  # the send was "apply fix and re-send"
+        self.flows = flows  # what crossed the customer's router during the send
 
 
 class SendFailed(Message):

@@ -2,7 +2,8 @@
 
 `post_send` runs in the workbench's worker: it sends once with the mail
 program's settings, follows the message to delivery or bounce, and posts the
-report (or one line saying why nothing could be sent). `apply_remedy` turns
+report with what crossed the customer's router (or one line saying why nothing
+could be sent). `apply_remedy` turns
 the verdict's remedy into the settings to re-send with, and `outcome_text` is
 how a send's fate reads in the transcript, the status bar and the verdict.
 """
@@ -37,16 +38,19 @@ async def post_send(target: MessagePump, lab: Lab, settings: MailSettings, fix: 
         fix: the send is "apply fix and re-send" (said again in `SendFinished`).
     """
     from lab.runs import run_once
+    from lab.wire.capture import customer_capture
 
     try:
-        report = await run_once(lab, settings)
+        async with customer_capture(lab) as capture:
+            report = await run_once(lab, settings)
     except LabError as error:
         target.post_message(SendFailed(str(error)))
     except Exception as error:
         target.log.error("send failed", error)
         target.post_message(SendFailed(f"{type(error).__name__}: {error}"))
     else:
-        target.post_message(SendFinished(report, fix=fix))
+        flows = capture.flows if capture is not None else None
+        target.post_message(SendFinished(report, fix=fix, flows=flows))
 
 
 def apply_remedy(diagnosis: Diagnosis, base: MailSettings) -> MailSettings:

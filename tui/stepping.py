@@ -2,11 +2,12 @@
 
 The engine probes as fast as it can while the trainee reveals one step per
 `n`. `post_diagnosis` runs the engine in the workbench's worker and posts
-every event; `StepFeed` holds them back until asked for, numbers the runs (so
-events of a run replaced by "diagnose again" are dropped) and remembers
-whether the engine has ended and whether the trainee is waiting for it.
-`step_marks` says which topology nodes the revealed steps point at. Only the
-job touches Textual, and only to post messages.
+every event (and at the end what crossed the customer's router meanwhile);
+`StepFeed` holds them back until asked for, numbers the runs (so events of a
+run replaced by "diagnose again" are dropped) and remembers whether the engine
+has ended and whether the trainee is waiting for it. `step_marks` says which
+topology nodes the revealed steps point at, `step_ports` which ports a step
+probed. Only the job touches Textual, and only to post messages.
 """
 
 from __future__ import annotations
@@ -38,16 +39,20 @@ async def post_diagnosis(
     The end is always posted too (`DiagnosisFinished`), with one line saying
     what went wrong when the engine failed: the app goes on.
     """
+    from lab.wire.capture import customer_capture
+
     try:
-        async for event in diagnose(lab, settings):
-            target.post_message(DiagnosisEvent(event, run))
+        async with customer_capture(lab) as capture:
+            async for event in diagnose(lab, settings):
+                target.post_message(DiagnosisEvent(event, run))
     except LabError as error:
         target.post_message(DiagnosisFinished(run, str(error)))
     except Exception as error:  # shown in the stepper; the app goes on
         target.log.error("diagnosis failed", error)
         target.post_message(DiagnosisFinished(run, f"{type(error).__name__}: {error}"))
     else:
-        target.post_message(DiagnosisFinished(run))
+        flows = capture.flows if capture is not None else None
+        target.post_message(DiagnosisFinished(run, flows=flows))
 
 
 class StepFeed:
@@ -137,3 +142,12 @@ def step_marks(
     if failed_node:
         marks[failed_node] = Mark.FAIL
     return marks
+
+
+def step_ports(step: Step) -> set[int]:
+    """The TCP ports a step probed (its evidence says), for the wire view to pick out."""
+    evidence = step.evidence
+    if isinstance(evidence.get("by_port"), dict):
+        return {int(port) for port in evidence["by_port"]}
+    port = evidence.get("port")
+    return {port} if isinstance(port, int) else set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from lab.cli.common import (
     WIDE_TABLE,
     add_backend_option,
     add_command,
+    err,
     fitted_table,
     out,
     pick_backend,
@@ -34,6 +36,9 @@ DIAGNOSE_HELP = (
     "Walk the SMTP path step by step (DNS, ports, banner, EHLO, STARTTLS, AUTH, MAIL, RCPT, "
     "DATA, delivery), name the fault, and prove the fix by re-sending."
 )
+# Where a password can come from without showing in `ps` (the command line does).
+PASSWORD_ENV = "SMTPLAB_PASSWORD"
+PASSWORD_FILE_LIMIT = 4096
 SECURITY_CHOICES = ("none", "starttls", "tls")
 MECHANISM_CHOICES = ("auto", "PLAIN", "LOGIN", "CRAM-MD5")
 # Options that describe a server: only meaningful with --server.
@@ -42,6 +47,7 @@ _SERVER_OPTIONS = (
     "security",
     "user",
     "password",
+    "password_file",
     "mechanism",
     "sender",
     "to",
@@ -81,7 +87,18 @@ def _diagnose_parser(sub: argparse.ArgumentParser) -> None:
         "--security", choices=SECURITY_CHOICES, default=None, help="default starttls"
     )
     server.add_argument("--user", metavar="USER", help="login name")
-    server.add_argument("--password", metavar="PASSWORD", help="login password")
+    password = server.add_mutually_exclusive_group()
+    password.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help=f"read the login password from FILE (its first line); or set ${PASSWORD_ENV}",
+    )
+    password.add_argument(
+        "--password",
+        metavar="PASSWORD",
+        help="login password (visible to other users in `ps`: prefer --password-file)",
+    )
     server.add_argument("--mechanism", choices=MECHANISM_CHOICES, default=None)
     server.add_argument("--from", dest="sender", metavar="ADDRESS", help="envelope sender")
     server.add_argument(
@@ -104,8 +121,7 @@ def _server_settings(args: argparse.Namespace) -> tuple[Any, Any]:
 
     if not args.sender or not args.to:
         raise UsageError("--server needs --from ADDRESS and --to ADDRESS")
-    if (args.user is None) != (args.password is None):
-        raise UsageError("give --user and --password together")
+    password = _password(args)
     if args.mechanism and args.user is None:
         raise UsageError("--mechanism needs --user and --password")
     if args.ca_file is not None and args.insecure:
@@ -128,7 +144,7 @@ def _server_settings(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.user is not None:
         data["auth"] = {
             "user": args.user,
-            "password": args.password,
+            "password": password,
             "mechanism": args.mechanism or "auto",
         }
     if args.helo:
@@ -155,6 +171,55 @@ def _server_settings(args: argparse.Namespace) -> tuple[Any, Any]:
         label=f"server {args.server}",
     )
     return settings_, target
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """The login password for `--user`: --password-file, --password, else $SMTPLAB_PASSWORD.
+
+    Raises:
+        UsageError: a password without `--user`, `--user` without one, an unreadable file.
+    """
+    if args.user is None:
+        if args.password is not None or args.password_file is not None:
+            raise UsageError("--password and --password-file need --user")
+        return None  # $SMTPLAB_PASSWORD may be set for other runs: not an error
+    if args.password_file is not None:
+        return _read_password_file(args.password_file)
+    if args.password is not None:
+        err.print(
+            f"smtplab: note: --password is visible in `ps`; prefer --password-file FILE "
+            f"or ${PASSWORD_ENV}",
+            markup=False,
+        )
+        return str(args.password)
+    password = os.environ.get(PASSWORD_ENV)
+    if not password:
+        raise UsageError(
+            f"--user needs a password: --password-file FILE, ${PASSWORD_ENV} or --password"
+        )
+    return password
+
+
+def _read_password_file(path: Path) -> str:
+    """The first line of a small regular file (a FIFO or /dev/zero would block or never end)."""
+    try:
+        if not path.exists():
+            raise UsageError(f"--password-file {path}: no such file")
+        if not path.is_file():
+            raise UsageError(f"--password-file {path}: not a regular file")
+        with path.open("rb") as file:
+            head = file.read(PASSWORD_FILE_LIMIT + 1)
+    except OSError as error:
+        raise UsageError(f"--password-file {path}: {error.strerror or error}") from None
+    if len(head) > PASSWORD_FILE_LIMIT:
+        raise UsageError(f"--password-file {path}: longer than {PASSWORD_FILE_LIMIT} bytes")
+    try:
+        password = head.decode("utf-8").splitlines()[0] if head.strip() else ""
+    except UnicodeDecodeError:
+        raise UsageError(f"--password-file {path}: not UTF-8 text") from None
+    if not password:
+        raise UsageError(f"--password-file {path}: the first line is empty")
+    return password
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:

@@ -7,12 +7,36 @@ from __future__ import annotations
 import argparse
 
 from lab import __version__
-from lab.cli import diagnose, export, image, labs, runs, scenarios, training, tui
+from lab.cli import (
+    authoring,
+    capture,
+    diagnose,
+    explain,
+    export,
+    image,
+    labs,
+    runs,
+    scenarios,
+    training,
+    tui,
+)
 from lab.cli.common import Handler, err
 from lab.errors import LabError, ScenarioError
 
 # In this order in `smtplab --help`.
-COMMAND_GROUPS = (scenarios, runs, labs, image, diagnose, tui, training, export)
+COMMAND_GROUPS = (
+    scenarios,
+    authoring,
+    runs,
+    labs,
+    capture,
+    export,
+    image,
+    diagnose,
+    explain,
+    tui,
+    training,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

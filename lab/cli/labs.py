@@ -1,8 +1,9 @@
 """`smtplab up`, `down`, `logs`, `labs` and `reap`: labs that outlive one command.
 
-A local lab lives as long as its `smtplab up` process, which leaves a JSON record in the
-state directory; a docker lab is detached and found again by label. `down` signals only
-a live `smtplab up` process, never anything else.
+A local lab lives as long as its `smtplab up` process, which leaves a record in the state
+directory (`lab.runtime.local_records`); a docker lab is detached and found again by label.
+`down` signals only the very `smtplab up` process that wrote a record (pid and start time),
+never a process that merely reuses its pid.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 from dataclasses import asdict
 from datetime import datetime
@@ -30,6 +30,13 @@ from lab.cli.common import (
 )
 from lab.config import settings
 from lab.errors import NoSuchLab, UsageError
+from lab.runtime.local_records import (
+    LocalLabRecord,
+    read_records,
+    remove_dead,
+    stop,
+    write_record,
+)
 
 if TYPE_CHECKING:
     from lab.cli.common import Commands
@@ -52,6 +59,13 @@ def add_parsers(commands: Commands) -> None:
         "--json", action="store_true", help="the endpoints, host names, CA file and DNS as JSON"
     )
     add_backend_option(sub)
+    sub.add_argument(
+        "--state",
+        type=Path,
+        metavar="DIR",
+        help="local backend: keep the lab's files (relay queue, mailboxes) in DIR and resume "
+        "them when a lab is started on the same DIR again; kept after the lab stops",
+    )
 
     sub = add_command(commands, "down", cmd_down, "Stop a lab started with `smtplab up`.")
     sub.add_argument("lab", nargs="?", metavar="LAB", help="a lab id from `smtplab labs`")
@@ -70,7 +84,9 @@ def add_parsers(commands: Commands) -> None:
     sub.add_argument("--tail", type=int, default=None, help="only the last N lines of each log")
     sub.add_argument("--json", action="store_true", help="the raw events, one JSON per line")
 
-    sub = add_command(commands, "labs", cmd_labs, "List running labs of both backends.")
+    sub = add_command(
+        commands, "labs", cmd_labs, "List labs of both backends: running ones, then dead ones."
+    )
     sub.add_argument("--json", action="store_true", help="machine-readable output")
 
     add_command(
@@ -91,14 +107,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     scenario = load(args.scenario)
     backend = pick_backend(args.backend)
     from lab.runtime.docker import DockerBackend
+    from lab.runtime.local import LocalBackend
 
     if isinstance(backend, DockerBackend):
+        if args.state is not None:
+            raise UsageError("--state is for the local backend (a docker lab keeps its state)")
         return _up_docker(scenario, backend, as_json=args.json)
+    if args.state is not None:
+        if args.state.exists() and not args.state.is_dir():
+            raise UsageError(f"--state {args.state}: not a directory")
+        backend = LocalBackend(state_dir=args.state)
 
     async def work() -> None:
         with progress(f"starting {scenario.id} on the {backend.name} backend"):
             lab = await backend.up(backend.plan(scenario))
-        state = _labs_dir() / f"{lab.id}.json"
+        state: Path | None = None
         try:
             endpoints = await lab.publish_endpoints()
             if not args.json:
@@ -106,17 +129,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             _print_access(lab, endpoints, as_json=args.json)
             if not args.json:
                 out.print(f"Stop it with Ctrl-C or `smtplab down {lab.id}`.")
-            state.parent.mkdir(parents=True, exist_ok=True)
-            state.write_text(
-                json.dumps(
-                    {
-                        "id": lab.id,
-                        "backend": lab.backend,
-                        "scenario": scenario.id,
-                        "pid": os.getpid(),
-                        "data": str(lab.data_dir("")),
-                    }
-                )
+            state = write_record(
+                _labs_dir(),
+                lab.id,
+                scenario.id,
+                lab.data_dir(""),
+                keep_data=args.state is not None,
             )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -124,7 +142,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(signum, stop.set)
             await stop.wait()
         finally:
-            state.unlink(missing_ok=True)
+            if state is not None:
+                state.unlink(missing_ok=True)
             await lab.down()
             out.print(f"Lab {lab.id} is down.")
 
@@ -182,15 +201,9 @@ def _up_docker(scenario: Scenario, backend: DockerBackend, *, as_json: bool = Fa
     return 0
 
 
-def _running_labs() -> dict[str, dict[str, Any]]:
-    """Local lab records by lab id (unreadable ones skipped)."""
-    labs = {}
-    for path in sorted(_labs_dir().glob("*.json")):
-        try:
-            labs[path.stem] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-    return labs
+def _local_labs() -> dict[str, LocalLabRecord]:
+    """Local lab records by lab id, live and dead (unreadable ones skipped)."""
+    return read_records(_labs_dir())
 
 
 def _docker_labs(*, needed: bool = False) -> tuple[Any, list[Any]]:
@@ -220,45 +233,48 @@ def cmd_down(args: argparse.Namespace) -> int:
 
     if not args.all and not args.lab:
         raise UsageError("name a lab (see `smtplab labs`) or use --all")
-    labs = _running_labs()
+    local = _local_labs()
     client, docker = _docker_labs()
     if args.all:
-        chosen = list(labs)
+        chosen = list(local.values())
         docker_chosen = []
         for info in docker:
             if info.detached or info.owner_alive is False:
-                docker_chosen.append(info.id)
+                docker_chosen.append(info)
             else:
-                out.print(f"leaving {info.id}: its owner (pid {info.owner}) still runs")
-    elif args.lab in labs:
-        chosen, docker_chosen = [args.lab], []
+                out.print(f"leaving {info.id}: its owner ({info.owner_text}) still runs")
+        if chosen or docker_chosen:
+            out.print(f"stopping {len(chosen) + len(docker_chosen)} lab(s):")
+            for row in [*map(_local_row, chosen), *map(_docker_row, docker_chosen)]:
+                out.print(f"  {row['id']} ({row['backend']}, {row['scenario']}): {row['owner']}")
+    elif args.lab in local:
+        chosen, docker_chosen = [local[args.lab]], []
     elif any(info.id == args.lab for info in docker):
-        chosen, docker_chosen = [], [args.lab]
+        chosen, docker_chosen = [], [info for info in docker if info.id == args.lab]
     else:
-        raise _no_such_lab(args.lab, labs, docker)
-    for lab_id in chosen:
-        pid = int(labs[lab_id]["pid"])
-        if _is_our_process(pid):
-            os.kill(pid, signal.SIGTERM)
-            out.print(f"stopping {lab_id} (pid {pid})")
-        else:
-            (_labs_dir() / f"{lab_id}.json").unlink(missing_ok=True)
-            out.print(f"{lab_id} was no longer running; record removed")
-    for lab_id in docker_chosen:
-        remove_lab(client, lab_id)
-        out.print(f"removed {lab_id} (docker)")
+        raise _no_such_lab(args.lab, local, docker)
+    for record in chosen:
+        _down_local(record)
+    for info in docker_chosen:
+        remove_lab(client, info.id)
+        out.print(f"removed {info.id} (docker)")
     if args.all and not chosen and not docker_chosen:
         out.print("no labs to stop")
     return 0
 
 
-def _is_our_process(pid: int) -> bool:
-    """True only for a live `smtplab up` process: we never signal anything else."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return any(b"smtplab" in part or b"lab.cli" in part for part in cmdline)
+def _down_local(record: LocalLabRecord) -> None:
+    """Signal a live lab's own `up` process; clean up after a dead one."""
+    if stop(record):
+        out.print(f"stopping {record.id} (pid {record.pid})")
+        return
+    removed = remove_dead(record)
+    if removed is not None:
+        out.print(f"{record.id} was no longer running; removed its record and {removed}")
+    elif record.keep_data and record.data is not None:
+        out.print(f"{record.id} was no longer running; removed its record, kept {record.data}")
+    else:
+        out.print(f"{record.id} was no longer running; record removed")
 
 
 @engine_errors
@@ -266,11 +282,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
     """`smtplab logs LAB NODE`: the node's events; for docker also its container's output."""
     from lab.nodes.events import read_events
 
-    labs = _running_labs()
+    labs = _local_labs()
     if args.lab in labs:
-        data = Path(labs[args.lab]["data"])
-        nodes = sorted(path.name for path in data.iterdir() if path.is_dir())
-        if args.node is None or args.node not in nodes:
+        data = labs[args.lab].data
+        nodes = (
+            sorted(path.name for path in data.iterdir() if path.is_dir())
+            if data is not None and data.is_dir()
+            else []
+        )
+        if data is None or args.node is None or args.node not in nodes:
             return _list_nodes(args.lab, args.node, nodes)
         _print_events(read_events(data / args.node), args.tail, as_json=args.json)
         return 0
@@ -325,42 +345,37 @@ def _print_events(events: list[dict[str, Any]], tail: int | None, *, as_json: bo
         out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-@engine_errors
-def cmd_labs(args: argparse.Namespace) -> int:
-    """`smtplab labs`: local labs from their records, docker labs by label."""
+def _local_row(record: LocalLabRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "backend": "local",
+        "scenario": record.scenario,
+        "nodes": None,
+        "owner": record.owner_text,
+        "state": "running" if record.alive else "dead",
+    }
+
+
+def _docker_row(info: Any) -> dict[str, Any]:
     import time
 
-    rows: list[dict[str, Any]] = []
-    for lab_id, record in _running_labs().items():
-        pid = int(record.get("pid", 0))
-        rows.append(
-            {
-                "id": lab_id,
-                "backend": "local",
-                "scenario": record.get("scenario"),
-                "nodes": None,
-                "owner": f"smtplab up (pid {pid})" if _is_our_process(pid) else "gone",
-            }
-        )
-    _, docker = _docker_labs()
-    for info in docker:
-        running = sum(state == "running" for state in info.nodes.values())
-        if info.detached:
-            owner = "detached (smtplab up)"
-        elif info.owner_alive is False:
-            owner = "gone (smtplab reap removes it)"
-        else:
-            owner = f"pid {info.owner.partition(':')[0] if info.owner else '?'}"
-        rows.append(
-            {
-                "id": info.id,
-                "backend": "docker",
-                "scenario": info.scenario,
-                "nodes": f"{running}/{len(info.nodes)} running",
-                "owner": owner,
-                "age": round(time.time() - info.created) if info.created else None,
-            }
-        )
+    running = sum(state == "running" for state in info.nodes.values())
+    return {
+        "id": info.id,
+        "backend": "docker",
+        "scenario": info.scenario,
+        "nodes": f"{running}/{len(info.nodes)} running",
+        "owner": info.owner_text,
+        "state": "dead" if info.owner_alive is False or running == 0 else "running",
+        "age": round(time.time() - info.created) if info.created else None,
+    }
+
+
+@engine_errors
+def cmd_labs(args: argparse.Namespace) -> int:
+    """`smtplab labs`: local labs from their records, docker labs by label; the dead apart."""
+    rows = [_local_row(record) for record in _local_labs().values()]
+    rows += [_docker_row(info) for info in _docker_labs()[1]]
     if args.json:
         out.print_json(json.dumps(rows))
         return 0
@@ -369,31 +384,35 @@ def cmd_labs(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title="Running labs")
-    for column in ("id", "backend", "scenario", "nodes", "owner"):
-        table.add_column(column, no_wrap=column == "id")
-    for row in rows:
-        table.add_row(
-            *(str(row[key] or "") for key in ("id", "backend", "scenario", "nodes", "owner"))
-        )
-    out.print(table)
+    columns = ("id", "backend", "scenario", "nodes", "owner")
+    for state, title in (("running", "Running labs"), ("dead", "Dead labs (smtplab down LAB)")):
+        chosen = [row for row in rows if row["state"] == state]
+        if not chosen:
+            continue
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, no_wrap=column == "id")
+        for row in chosen:
+            table.add_row(*(str(row[key] or "") for key in columns))
+        out.print(table)
     return 0
 
 
 @engine_errors
 def cmd_reap(args: argparse.Namespace) -> int:
-    """`smtplab reap`: docker labs whose owner process is gone; stale local records."""
+    """`smtplab reap`: docker labs whose owner process is gone; dead local labs."""
     from lab.runtime.docker import reap
 
     del args
-    for lab_id, record in _running_labs().items():
-        if not _is_our_process(int(record.get("pid", 0))):
-            (_labs_dir() / f"{lab_id}.json").unlink(missing_ok=True)
-            out.print(f"removed the record of {lab_id} (local; its process is gone)")
+    for record in _local_labs().values():
+        if not record.alive:
+            removed = remove_dead(record)
+            where = f" and {removed}" if removed is not None else ""
+            out.print(f"removed the record of {record.id}{where} (local; its process is gone)")
     client, _ = _docker_labs(needed=True)
-    removed = reap(client)
-    for lab_id in removed:
+    removed_labs = reap(client)
+    for lab_id in removed_labs:
         out.print(f"removed {lab_id} (docker; its owner is gone)")
-    if not removed:
+    if not removed_labs:
         out.print("no docker leftovers")
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab import render
-from lab.catalog import load, scenario_files
+from lab.catalog import load, scenario_paths
 from lab.cli.common import (
     add_backend_option,
     add_command,
@@ -55,6 +55,12 @@ def add_parsers(commands: Commands) -> None:
         default=1,
         metavar="N",
         help="verify N scenarios at once, each in its own lab (default 1)",
+    )
+    sub.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML to FILE: one test case per scenario, for CI",
     )
 
 
@@ -144,8 +150,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """`smtplab verify [SCENARIO|PATH...]`: non-zero when anything differs."""
     from lab.verify import verify
 
-    references = args.scenarios or [str(p) for p in scenario_files()]
-    scenarios = [load(reference) for reference in references]
+    scenarios = [load(str(path)) for path in scenario_paths(args.scenarios)]
     backend = pick_backend(args.backend)
 
     async def work() -> Any:
@@ -163,6 +168,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps([r.to_json() for r in results], indent=2))
+    if args.junit:
+        from lab.junit import write_junit
+
+        write_junit(args.junit, results, backend.name)
     if args.json:
         out.print_json(json.dumps([r.to_json() for r in results]))
     else:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.catalog import load_catalog, scenario_files
+from lab.catalog import broken_summary, load_catalog, scenario_paths
 from lab.cli.common import WIDE_TABLE, add_command, err, fitted_table, out
 from lab.config import settings
 from lab.errors import ScenarioError, UsageError
@@ -24,16 +23,21 @@ def add_parsers(commands: Commands) -> None:
     sub.add_argument("--json", action="store_true", help="machine-readable output")
 
     sub = add_command(
-        commands, "validate", cmd_validate, "Check scenario files; all of the catalog by default."
+        commands,
+        "validate",
+        cmd_validate,
+        "Check scenario files (a directory: its *.yaml files); all of the catalog by default.",
     )
-    sub.add_argument("paths", nargs="*", metavar="PATH")
+    sub.add_argument("paths", nargs="*", metavar="PATH|DIR|ID")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """`smtplab list`."""
+    """`smtplab list`: a broken file is listed as broken, with its first problem; the others
+    are listed as usual (`validate` is the command that fails on a broken file)."""
     scenarios, errors = load_catalog()
+    broken = [broken_summary(error) for error in errors]
     if args.json:
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "id": s.id,
                 "title": s.title,
@@ -43,23 +47,28 @@ def cmd_list(args: argparse.Namespace) -> int:
             }
             for s in scenarios
         ]
+        rows.extend({"id": stem, "broken": True, "error": text} for stem, text in broken)
         out.print_json(json.dumps(rows))
     else:
+        from rich.text import Text
+
         wide = out.width >= WIDE_TABLE
         columns = ["id", "title", "level", *(["expected", "tags"] if wide else [])]
         table = fitted_table(f"Scenarios in {settings.scenarios_dir}", columns)
         for s in scenarios:
             more = [str(s.expect.outcome), ", ".join(s.tags)] if wide else []
-            table.add_row(s.id, s.title, str(s.level), *more)
+            cells = (s.id, s.title, str(s.level), *more)
+            table.add_row(*(Text(cell) for cell in cells))  # a title is not markup
+        for stem, text in broken:
+            blank = ["-", ""] if wide else []
+            table.add_row(Text(stem), Text(f"broken: {text}", style="red"), "-", *blank)
         out.print(table)
-    for error in errors:
-        err.print(str(error), markup=False)
-    return 2 if errors else 0
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """`smtplab validate [PATH...]`."""
-    paths = [Path(p) for p in args.paths] or scenario_files()
+    paths = scenario_paths(args.paths)
     if not paths:
         raise UsageError(f"no scenario files in {settings.scenarios_dir}")
     failed = 0

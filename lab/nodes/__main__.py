@@ -54,18 +54,22 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             return client.main(args.config, settings_json)
         return client.main(args.config, args.settings)
-    if config.role == "dns":
-        from lab.nodes import dns
+    try:
+        if config.role == "dns":
+            from lab.nodes import dns
 
-        asyncio.run(dns.serve(config))
-    elif config.role == "router":
-        from lab.nodes import router
+            asyncio.run(dns.serve(config))
+        elif config.role == "router":
+            from lab.nodes import router
 
-        asyncio.run(router.serve(config))
-    else:
-        from lab.nodes.mailserver import server
+            asyncio.run(router.serve(config))
+        else:
+            from lab.nodes.mailserver import server
 
-        asyncio.run(server.serve(config))
+            asyncio.run(server.serve(config))
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGINT from a script): the node has stopped cleanly; no traceback.
+        return 130
     return 0
 
 

@@ -13,11 +13,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from lab.nodes.events import EVENTS_MAX_BYTES
 from lab.scenario.model import (
     AuthMechanism,
     AuthPolicy,
     CertificateFault,
     DnsFault,
+    Flavour,
     ListenerTls,
     MailboxState,
     MailSettings,
@@ -51,6 +53,11 @@ class NodeConfig(ConfigModel):
         default=False,
         description="Servers expect a PROXY v1 header carrying the emulated peer address "
         "(local backend); in containers the real peer address is used.",
+    )
+    events_max_bytes: int = Field(
+        default=EVENTS_MAX_BYTES,
+        ge=4096,
+        description="The event log stops growing here, with a `log-truncated` marker.",
     )
 
 
@@ -153,6 +160,14 @@ class RateLimitConfig(ConfigModel):
     ports: list[int] = Field(default=[], description="Lab ports it applies to; empty: all.")
 
 
+class SessionLimitsConfig(ConfigModel):
+    """How many sessions at once, per client, and how long one may sit idle (real seconds)."""
+
+    connections: int = Field(default=1000, ge=1)
+    per_client: int = Field(default=50, ge=1)
+    idle_timeout: float = Field(default=300.0, gt=0)
+
+
 class ClientChecksConfig(ConfigModel):
     """DNS checks of the client and the sender, made at RCPT (see `mailserver.checks`)."""
 
@@ -193,11 +208,13 @@ class MailServerConfig(NodeConfig):
     tarpit: bool = False
     no_service: bool = False
     rate_limit: RateLimitConfig | None = None
+    limits: SessionLimitsConfig = SessionLimitsConfig()
     esmtp: bool = True
     checks: ClientChecksConfig = ClientChecksConfig()
     max_recipients: int | None = Field(default=None, ge=1)
     drop_during_data: bool = False
     send_as: SendAsPolicy = SendAsPolicy.ANY
+    flavour: Flavour = Flavour.LAB
     fault_exempt: list[str] = Field(
         default=[],
         description="Client addresses the greeting faults (tarpit, delay, 554, rate limit) "
@@ -219,6 +236,7 @@ class ClientConfig(NodeConfig):
 
 
 INSPECTION_PORT = 10025
+LINE_PORT = 10026
 
 
 class InspectionConfig(ConfigModel):
@@ -238,6 +256,29 @@ class InspectionConfig(ConfigModel):
     )
 
 
+class LineConfig(ConfigModel):
+    """Line impairments (`lab.nodes.line`): delay, bandwidth, loss and resets."""
+
+    latency: float = 0.0  # seconds, each direction
+    bandwidth: int | None = None  # bits per second, each direction
+    loss: float = 0.0  # share of packets
+    reset_after: int | None = None  # bytes from the client
+    ports: list[int] = []  # empty: every TCP port
+    listen_port: int = Field(
+        default=LINE_PORT,
+        description="Where the line proxy listens; iptables REDIRECTs the impaired ports to it.",
+    )
+
+    @property
+    def shapes_bytes(self) -> bool:
+        """Whether the proxy is needed (loss alone is done by iptables)."""
+        return bool(self.latency or self.bandwidth or self.reset_after)
+
+    def covers(self, port: int) -> bool:
+        """Whether connections to `port` are impaired."""
+        return not self.ports or port in self.ports
+
+
 class RouterConfig(NodeConfig):
     """The ISP router: per-port policy for connections from `inside` to `outside`."""
 
@@ -248,6 +289,7 @@ class RouterConfig(NodeConfig):
     default: PortPolicy = PortPolicy.ALLOW
     outage: bool = False
     inspection: InspectionConfig | None = None
+    line: LineConfig | None = None
 
 
 AnyNodeConfig = Annotated[

@@ -1,11 +1,19 @@
 """A node's log of decisions (queries answered, replies given, retries): JSON lines on disk.
 
 The same file is read by `smtplab logs`, the TUI and the tests, whichever
-backend ran the node.
+backend ran the node. It is bounded: a flood of clients must not fill the
+disk. Once it reaches its size, one `log-truncated` event says so and later
+events are counted, not written (the start of a lab's story is the part a
+diagnosis needs).
+
+Lines are written to the file once per turn of the event loop rather than
+one write per event (a busy mx logs half a dozen events per message); an
+event emitted outside a running loop is written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -14,27 +22,70 @@ from pathlib import Path
 from typing import Any
 
 EVENTS_FILE = "events.jsonl"
+EVENTS_MAX_BYTES = 64 * 1024 * 1024
+_MARKER_ROOM = 512  # kept free below the bound for the `log-truncated` line
 
 
 class EventLog:
     """Append-only JSON-lines log; one object per event with `ts`, `node`, `event`."""
 
-    def __init__(self, data_dir: Path, node: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        node: str,
+        *,
+        echo: bool = False,
+        max_bytes: int = EVENTS_MAX_BYTES,
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / EVENTS_FILE
         self.node = node
         self.echo = echo
+        self.max_bytes = max_bytes
+        self.dropped = 0
         self._lock = threading.Lock()
-        self._file = self.path.open("a", encoding="utf-8", buffering=1)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._size = self._file.tell()
+        self._flush_pending = False
 
     def emit(self, event: str, **fields: Any) -> None:
         """Record one event; values must be JSON-serialisable (str() is used otherwise)."""
         record = {"ts": round(time.time(), 6), "node": self.node, "event": event, **fields}
-        line = json.dumps(record, default=str)
+        line = json.dumps(record, default=str) + "\n"
         with self._lock:
-            self._file.write(line + "\n")
+            if self.dropped:
+                self.dropped += 1
+                return
+            size = len(line)  # json.dumps escapes non-ASCII: characters are bytes
+            if self._size + size > self.max_bytes - _MARKER_ROOM:
+                self.dropped = 1
+                marker = {"ts": record["ts"], "node": self.node, "event": "log-truncated"}
+                line = json.dumps({**marker, "max_bytes": self.max_bytes}) + "\n"
+                size = len(line)
+            self._file.write(line)
+            self._size += size
+            self._schedule_flush()
         if self.echo:
-            sys.stderr.write(line + "\n")
+            sys.stderr.write(line)
+
+    def _schedule_flush(self) -> None:
+        """Called with the lock held: flush at the loop's next turn, or now without a loop."""
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._file.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what was emitted so far to the file."""
+        with self._lock:
+            self._flush_pending = False
+            if not self._file.closed:
+                self._file.flush()
 
     def close(self) -> None:
         """Flush and close the file."""

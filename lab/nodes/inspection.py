@@ -37,9 +37,10 @@ import ipaddress
 import socket
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.net import ConnectError, Streams, open_tcp
 from lab.nodes.config import InspectionConfig, RouterConfig
@@ -164,10 +165,10 @@ async def _pump(
 
 
 class Interposer:
-    """Puts an inspector in front of connections that are already open (local backend).
+    """Puts a middlebox in front of connections that are already open (local backend).
 
     Each wrapped connection gets a socket pair: the caller talks to one end,
-    a background task splices the other end to the server. `close` cancels
+    a background task carries the other end to the server. `close` cancels
     what is still running.
     """
 
@@ -175,8 +176,10 @@ class Interposer:
         self._notify = notify
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def wrap(self, server: Streams, config: InspectionConfig) -> Streams:
-        """Streams that reach `server` through the inspector."""
+    async def interpose(
+        self, server: Streams, carry: Callable[[Streams, Streams], Coroutine[Any, Any, None]]
+    ) -> Streams:
+        """Streams that reach `server` through `carry(inner, server)`, run in the background."""
         mine, theirs = socket.socketpair()
         try:
             inner = await asyncio.open_connection(sock=theirs)
@@ -185,14 +188,20 @@ class Interposer:
             mine.close()
             theirs.close()
             raise
-        session = InspectedSession(config, self._notify or _ignore)
-        task = asyncio.get_running_loop().create_task(splice(inner, server, session))
+        task = asyncio.get_running_loop().create_task(carry(inner, server))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return outer
 
+    async def wrap(self, server: Streams, config: InspectionConfig) -> Streams:
+        """Streams that reach `server` through the inspector."""
+        session = InspectedSession(config, self._notify or _ignore)
+        return await self.interpose(
+            server, lambda inner, upstream: splice(inner, upstream, session)
+        )
+
     def close(self) -> None:
-        """Cancel the inspections still running."""
+        """Cancel the connections still carried."""
         for task in list(self._tasks):
             task.cancel()
 
@@ -279,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.inspection is None:
         sys.stderr.write(f"{args[0]}: the router has no inspection configured\n")
         return 2
-    events = EventLog(config.data_dir, config.name)
+    events = EventLog(config.data_dir, config.name, max_bytes=config.events_max_bytes)
     try:
         asyncio.run(serve(config, events))
     except KeyboardInterrupt:

@@ -69,6 +69,7 @@ def router_rules(config: RouterConfig, inside_if: str, outside_if: str) -> list[
             rules.append([*chain, "-p", "tcp", *_verdict(config.default)])
         rules.append([*chain, "-j", "ACCEPT"])
     rules.extend(inspection_rules(config, inside_if))
+    rules.extend(line_rules(config, inside_if, outside_if))
     # The outside sees the router's address, as with any ISP's NAT.
     rules.append(["-t", "nat", "-A", "POSTROUTING", "-o", outside_if, "-j", "MASQUERADE"])
     return rules
@@ -85,6 +86,44 @@ def inspection_rules(config: RouterConfig, inside_if: str) -> list[list[str]]:
         for port in sorted(set(inspection.ports))
         if config.ports.get(port, config.default) is PortPolicy.ALLOW
     ]  # fmt: skip
+
+
+def line_rules(config: RouterConfig, inside_if: str, outside_if: str) -> list[list[str]]:
+    """The line's impairments: lost packets dropped at random (both directions), and
+    REDIRECTs of the impaired ports the policy allows to the line proxy (delay, bandwidth,
+    resets). A port the policy drops or rejects is left to the policy, as for inspection."""
+    line = config.line
+    if line is None or config.outage:
+        return []
+    rules: list[list[str]] = []
+    if line.loss:
+        # As `iptables -S` prints it: the kernel keeps the chance in units of 2^-31.
+        probability = f"{round(line.loss * 2**31) / 2**31:.11f}"
+        chance = ["-m", "statistic", "--mode", "random", "--probability", probability]
+        ports: list[int | None] = [*sorted(set(line.ports))] or [None]
+        for port in ports:
+            for interface, direction in ((inside_if, "--dport"), (outside_if, "--sport")):
+                match = ["-m", "tcp", direction, str(port)] if port is not None else []
+                rules.append(["-t", "mangle", "-A", "PREROUTING", "-i", interface, "-p", "tcp",
+                              *match, *chance, "-j", "DROP"])  # fmt: skip
+    if not line.shapes_bytes:
+        return rules
+    prerouting = ["-t", "nat", "-A", "PREROUTING", "-i", inside_if]
+    redirect = ["-j", "REDIRECT", "--to-ports", str(line.listen_port)]
+    allowed = [port for port, policy in config.ports.items() if policy is PortPolicy.ALLOW]
+    if line.ports:
+        targets = [port for port in line.ports if config.ports.get(port, config.default)
+                   is PortPolicy.ALLOW]  # fmt: skip
+    elif config.default is PortPolicy.ALLOW:
+        # Every port but those the policy stops: skip those, then take the rest.
+        stopped = sorted(port for port in config.ports if port not in allowed)
+        rules.extend([*prerouting, *_tcp(port), "-j", "RETURN"] for port in stopped)
+        rules.append([*prerouting, "-p", "tcp", *redirect])
+        return rules
+    else:
+        targets = allowed
+    rules.extend([*prerouting, *_tcp(port), *redirect] for port in sorted(set(targets)))
+    return rules
 
 
 def _tcp(port: int) -> list[str]:
@@ -175,16 +214,25 @@ async def setup(config: RouterConfig, log: EventLog | None = None) -> tuple[str,
             default=config.default.value,
             ports={str(port): policy.value for port, policy in sorted(config.ports.items())},
             inspection=config.inspection.ports if config.inspection is not None else None,
+            line=config.line.model_dump(exclude={"listen_port"}) if config.line else None,
             rules=[" ".join(rule) for rule in rules],
         )
     return inside_if, outside_if
 
 
 async def serve(config: RouterConfig) -> None:
-    """Set up forwarding (and the inspecting proxy), then stay up until cancelled."""
-    log = EventLog(config.data_dir, config.name, echo=True)
+    """Set up forwarding (and the inspecting and line proxies), then stay up until cancelled."""
+    log = EventLog(config.data_dir, config.name, echo=True, max_bytes=config.events_max_bytes)
     proxy: asyncio.Server | None = None
+    line_proxy: asyncio.Server | None = None
     try:
+        if config.line is not None and config.line.shapes_bytes:
+            from lab.nodes import line
+
+            try:
+                line_proxy = await line.start(config.line, host=config.listen_host, events=log)
+            except OSError as error:
+                raise RouterSetupError(f"the line proxy cannot listen: {error}") from None
         if config.inspection is not None:
             from lab.nodes import inspection
 
@@ -200,6 +248,7 @@ async def serve(config: RouterConfig) -> None:
         log.emit("router-failed", error=str(error))
         raise
     finally:
-        if proxy is not None:
-            proxy.close()
+        for server in (proxy, line_proxy):
+            if server is not None:
+                server.close()
         log.close()

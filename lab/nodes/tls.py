@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import re
 import ssl
 from collections.abc import Iterable, Mapping
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab.nodes.config import TlsFiles
+from lab.private_files import write_private
 from lab.scenario.model import CertificateFault
 
 CA_FILE = "ca.pem"
@@ -43,6 +43,7 @@ def issue_certificates(
     servers: dict[str, CertificateFault],
     *,
     addresses: Mapping[str, Iterable[IpAddress | str]] | None = None,
+    ca_name: str = "smtp-lab CA",
 ) -> tuple[Path, dict[str, TlsFiles]]:
     """Create a lab CA and a key and certificate for every server hostname.
 
@@ -54,6 +55,7 @@ def issue_certificates(
             (IP address SANs), for clients that connect to an address and
             verify it. A `WRONG_NAME` certificate names none of them: it is
             issued for another name altogether.
+        ca_name: the CA's common name (a TLS-scanning antivirus names its own CA).
 
     Returns:
         The CA certificate's path and, per hostname, its `TlsFiles`: the
@@ -72,7 +74,7 @@ def issue_certificates(
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _ca_certificate(ca_key, now)
+    ca_cert = _ca_certificate(ca_key, now, ca_name)
     ca_path = directory / CA_FILE
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
     ca_path.write_bytes(ca_pem)
@@ -87,7 +89,7 @@ def issue_certificates(
         if fault is not CertificateFault.SELF_SIGNED:
             chain += ca_pem
         cert_path.write_bytes(chain)
-        _write_private(key_path, key)
+        _write_key(key_path, key)
         issued[hostname] = TlsFiles(cert_file=cert_path, key_file=key_path, fault=fault)
     return ca_path, issued
 
@@ -144,8 +146,10 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: datetime.datetime) -> x509.Certificate:
-    name = _name("smtp-lab CA")
+def _ca_certificate(
+    key: ec.EllipticCurvePrivateKey, now: datetime.datetime, common_name: str
+) -> x509.Certificate:
+    name = _name(common_name)
     public = key.public_key()
     # The extensions OpenSSL's strict mode (and Python 3.13's default context) insists on.
     return (
@@ -229,13 +233,11 @@ def _leaf_certificate(
     )
 
 
-def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     """Write a key readable by its owner only, with no window where it is world-readable."""
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(pem)
+    write_private(path, pem)

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from lab.net import Connector
     from lab.scenario.model import MailSettings, Scenario
     from lab.smtp.result import SendResult
     from lab.topology import Topology
+    from lab.wire.capture import Capture
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,11 @@ class Lab(Protocol):
     async def publish_endpoints(self, host: str = "127.0.0.1") -> list[Endpoint]:
         """Open entry points on `host` for a developer's own application: each behaves as
         the server port would for a machine in the customer's network (same ISP policy)."""
+        ...
+
+    def capture(self, router: str) -> AbstractAsyncContextManager[Capture]:
+        """Record what crosses `router` while the block runs (`lab.wire`): packets where
+        there are packets (docker), the emulated network's decisions where there are none."""
         ...
 
     async def down(self) -> None:

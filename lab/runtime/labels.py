@@ -8,6 +8,7 @@ caller adds can be mistaken for ownership information.
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 import uuid
@@ -24,10 +25,11 @@ SESSION = "smtplab.session"  # one id per Python process that created things
 VERSION = "smtplab.version"  # smtp-lab version of the creator
 PID = "smtplab.pid"  # "<pid>:<start ticks>" of the owning process; absent on detached labs
 HOST = "smtplab.host"  # hostname of the owning process (pids mean nothing elsewhere)
+USER = "smtplab.user"  # login name of whoever started the lab (shared engines)
 IMAGE = "smtplab.image"  # on images: "base" or "node"
 BASE = "smtplab.base"  # on node images: which base they were built from
 
-RESERVED = frozenset({LAB, NODE, NETWORK, SCENARIO, SESSION, VERSION, PID, HOST, IMAGE, BASE})
+RESERVED = frozenset({LAB, NODE, NETWORK, SCENARIO, SESSION, VERSION, PID, HOST, USER, IMAGE, BASE})
 
 # A fresh id per process: the reaper and the atexit hook tell this run's objects apart.
 SESSION_ID = uuid.uuid4().hex
@@ -88,6 +90,7 @@ def create_labels(
         SESSION: SESSION_ID,
         VERSION: lab.__version__,
         HOST: socket.gethostname(),
+        USER: getpass.getuser(),
     }
     token = process_token()
     if not detached and token is not None:

@@ -11,7 +11,8 @@ from the topology, and the kernel then does the rest for real:
 - reject: connect to a bound socket that does not listen: a real RST.
 
 A router with SMTP inspection on the port gets an in-process inspector
-(`lab.nodes.inspection`) between the client and the server.
+(`lab.nodes.inspection`) between the client and the server, a router with an
+impaired line the line's delay, bandwidth and resets (`lab.nodes.line`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ import itertools
 import shutil
 import socket
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +37,14 @@ from lab.net import ConnectRefused, ConnectTimeout, HostUnreachable, Streams, op
 from lab.nodes.config import ClientConfig, DnsConfig, MailServerConfig, ResolverConfig
 from lab.nodes.events import read_events
 from lab.nodes.inspection import Interposer
+from lab.nodes.line import interpose_line
 from lab.runtime.base import Endpoint
 from lab.scenario.model import ListenerTls, MailServerNode
-from lab.topology import Action, Topology, inspection_for, path_verdict, resolve
+from lab.topology import Action, Topology, inspection_for, line_for, path_verdict, resolve
+from lab.topology.paths import Verdict
+from lab.wire.capture import Capture
+from lab.wire.flows import Outcome
+from lab.wire.records import WireLog, WireRecord
 
 if TYPE_CHECKING:
     from lab.nodes.base import RunningNode
@@ -44,6 +53,12 @@ if TYPE_CHECKING:
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT = 5.0
+_ATTEMPT_OUTCOME = {
+    Action.ALLOW: Outcome.ESTABLISHED,
+    Action.DROP: Outcome.UNANSWERED,
+    Action.REJECT: Outcome.REFUSED,
+    Action.UNREACHABLE: Outcome.UNREACHABLE,
+}
 
 
 class Blackhole:
@@ -86,7 +101,8 @@ class EmulatedNetwork:
     proxied: set[tuple[str, int]] = field(default_factory=set)
     blackhole: Blackhole = field(default_factory=Blackhole)
     closed: ClosedPort = field(default_factory=ClosedPort)
-    inspector: Interposer = field(default_factory=Interposer)
+    inspector: Interposer = field(default_factory=Interposer)  # inspections and impaired lines
+    wire: WireLog = field(default_factory=WireLog)
     _source_ports: Iterator[int] = field(
         default_factory=lambda: itertools.cycle(range(40000, 60000))
     )
@@ -95,8 +111,21 @@ class EmulatedNetwork:
         """A connector that opens connections from `node`'s place in the topology."""
         return EmulatedConnector(self, node)
 
+    def record(self, source: str, host: str, port: int, verdict: Verdict) -> WireRecord | None:
+        """Note a connection attempt that crosses a router (None when it crosses none)."""
+        if verdict.by is None:
+            return None
+        inside = next(
+            spec.inside for node, spec in self.topology.routers() if node.name == verdict.by
+        )
+        client = self.topology.nodes[source].addresses[inside]
+        outcome = _ATTEMPT_OUTCOME[verdict.action]
+        return self.wire.add(
+            WireRecord(verdict.by, client, IPv4Address(host), port, outcome, verdict.reason)
+        )
+
     def close(self) -> None:
-        """Release the fault sockets; stop inspections still running."""
+        """Release the fault sockets; stop inspections and impaired lines still running."""
         self.blackhole.close()
         self.closed.close()
         self.inspector.close()
@@ -112,6 +141,18 @@ class EmulatedConnector:
     async def open_connection(self, host: str, port: int, *, timeout: float) -> Streams:
         """Connect as the topology says: allowed, dropped, rejected or unreachable."""
         verdict = path_verdict(self.network.topology, self.source, host, port)
+        record = self.network.record(self.source, host, port, verdict)
+        outcome: Outcome | None = None
+        try:
+            return await self._connect(host, port, verdict, timeout)
+        except ConnectRefused:
+            outcome = Outcome.REFUSED  # allowed by the router, but nothing listens
+            raise
+        finally:
+            if record is not None:
+                record.finish(outcome)
+
+    async def _connect(self, host: str, port: int, verdict: Verdict, timeout: float) -> Streams:
         if verdict.action is Action.DROP:
             with contextlib.suppress(ConnectTimeout):
                 await open_tcp(LOOPBACK, self.network.blackhole.port, timeout=timeout)
@@ -130,6 +171,9 @@ class EmulatedConnector:
         inspection = inspection_for(self.network.topology, verdict, port)
         if inspection is not None:
             return await self.network.inspector.wrap((reader, writer), inspection)
+        line = line_for(self.network.topology, verdict, port)
+        if line is not None and (line.shapes_bytes or line.loss):
+            return await interpose_line(self.network.inspector, (reader, writer), line)
         return reader, writer
 
 
@@ -161,6 +205,17 @@ class LocalLab:
     def topology(self) -> Topology:
         """What is running."""
         return self._topology
+
+    @asynccontextmanager
+    async def capture(self, router: str) -> AsyncIterator[Capture]:
+        """What the emulated network decided at `router` while the block runs (no packets
+        exist here: one flow per connection attempt, with its fate)."""
+        capture = Capture(router)
+        mark = time.time()
+        try:
+            yield capture
+        finally:
+            capture.flows = [record.flow() for record in self.network.wire.since(mark, router)]
 
     def connector_for(self, node: str) -> EmulatedConnector:
         """Connections from `node`'s vantage point."""
@@ -392,9 +447,22 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, root: Path | None = None, *, keep_files: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        keep_files: bool = False,
+        state_dir: Path | None = None,
+    ) -> None:
+        """Args:
+        root: where fresh lab directories are made (default: the system temp dir).
+        keep_files: leave a lab's directory behind when it goes down.
+        state_dir: run every lab in this one directory and keep it: a lab started on it
+            again resumes the relay's queue and the mailboxes (`smtplab up --state`).
+        """
         self._root = root
-        self._keep_files = keep_files
+        self._keep_files = keep_files or state_dir is not None
+        self._state_dir = state_dir
 
     def available(self) -> str | None:
         """Always usable."""
@@ -406,7 +474,11 @@ class LocalBackend:
 
     async def up(self, topology: Topology) -> LocalLab:
         """Start a lab; on failure everything started so far is stopped."""
-        root = Path(tempfile.mkdtemp(prefix=f"smtplab-{topology.scenario.id}-", dir=self._root))
+        if self._state_dir is not None:
+            root = self._state_dir
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix=f"smtplab-{topology.scenario.id}-", dir=self._root))
         lab = LocalLab(topology, root, keep_files=self._keep_files)
         try:
             await lab.start()

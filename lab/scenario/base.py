@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lab.scenario.names import Prose
+
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 NodeName = Annotated[str, Field(pattern=NAME_PATTERN)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -27,4 +29,4 @@ class StrictModel(BaseModel):
 class NodeBase(StrictModel):
     """Fields every node kind shares."""
 
-    description: str = ""
+    description: Prose = ""

@@ -11,6 +11,7 @@ from lab.scenario.model import (
     RouterNode,
     Scenario,
 )
+from lab.scenario.network import FIRST_NODE_HOST, MAX_ROUTERS_PER_NETWORK
 
 Path = tuple[str | int, ...]
 
@@ -72,20 +73,55 @@ def reference_problems(scenario: Scenario) -> list[tuple[Path, str]]:
                             f"({_names(set(node.domains))})",
                         )
                     )
-    for network in networks:
-        count = sum(
-            network in (n.inside, n.outside)
-            for n in scenario.nodes.values()
-            if isinstance(n, RouterNode)
-        )
-        if count > 8:
+    problems.extend(_network_problems(scenario))
+    return problems
+
+
+def _network_problems(scenario: Scenario) -> list[tuple[Path, str]]:
+    """Routers per network and per direction, pinned subnets that overlap or are too small
+    for the nodes `lab.topology.addressing` puts on them."""
+    problems: list[tuple[Path, str]] = []
+    routers = {n: r for n, r in scenario.nodes.items() if isinstance(r, RouterNode)}
+    for network, spec in scenario.networks.items():
+        count = sum(network in (r.inside, r.outside) for r in routers.values())
+        if count > MAX_ROUTERS_PER_NETWORK:
             problems.append(
-                (("networks", network), f"at most 8 routers per network, found {count}")
+                (
+                    ("networks", network),
+                    f"at most {MAX_ROUTERS_PER_NETWORK} routers per network, found {count}",
+                )
             )
-    routed = {(n.inside, n.outside) for n in scenario.nodes.values() if isinstance(n, RouterNode)}
-    for pair in routed:
-        if (pair[1], pair[0]) in routed:
-            problems.append((("nodes",), f"two routers join {pair[0]!r} and {pair[1]!r}"))
+        hosts = sum(getattr(node, "network", None) == network for node in scenario.nodes.values())
+        if spec.subnet is not None and FIRST_NODE_HOST + hosts >= spec.subnet.num_addresses - 1:
+            problems.append(
+                (
+                    ("networks", network, "subnet"),
+                    f"{spec.subnet} is too small for its {hosts} nodes (they take "
+                    f".{FIRST_NODE_HOST} to .{FIRST_NODE_HOST + hosts - 1})",
+                )
+            )
+    pinned = [(name, net.subnet) for name, net in scenario.networks.items() if net.subnet]
+    for index, (name, subnet) in enumerate(pinned):
+        for other, other_subnet in pinned[:index]:
+            if subnet.overlaps(other_subnet):
+                problems.append(
+                    (
+                        ("networks", name, "subnet"),
+                        f"{subnet} overlaps {other_subnet} of network {other!r}",
+                    )
+                )
+    seen: dict[frozenset[str], str] = {}
+    for name, router in routers.items():
+        pair = frozenset((router.inside, router.outside))
+        if pair in seen:
+            problems.append(
+                (
+                    ("nodes", name),
+                    f"router {seen[pair]!r} already joins {router.inside!r} and "
+                    f"{router.outside!r}; one router per pair of networks",
+                )
+            )
+        seen.setdefault(pair, name)
     return problems
 
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from pydantic import Field, field_validator, model_validator
 
 from lab.scenario.base import NodeBase, NodeName, StrictModel
+from lab.scenario.names import DnsName, check_dns_name
 from lab.scenario.vocabulary import DnsFault
+
+MAX_TTL = 2**31 - 1  # RFC 2181 §8
 
 
 class DnsRecord(StrictModel):
@@ -18,7 +26,12 @@ class DnsRecord(StrictModel):
     type: Literal["A", "AAAA", "MX", "TXT", "PTR", "CNAME"]
     value: str | None = None
     node: NodeName | None = None
-    ttl: int = Field(default=300, ge=0)
+    ttl: int = Field(default=300, ge=0, le=MAX_TTL)
+
+    @field_validator("name")
+    @classmethod
+    def _owner(cls, name: str) -> str:
+        return name if name == "@" else check_dns_name(name)
 
     @model_validator(mode="after")
     def _value_or_node(self) -> DnsRecord:
@@ -26,7 +39,37 @@ class DnsRecord(StrictModel):
             raise ValueError("give exactly one of 'value' or 'node'")
         if self.node is not None and self.type != "A":
             raise ValueError("'node' stands for an address: use it with type A only")
+        if self.value is not None:
+            _check_rdata(self.type, self.value)
         return self
+
+
+def _check_rdata(kind: str, value: str) -> None:
+    """The value parses as the lab DNS will parse it (`lab.nodes.dns.records.parse_record`):
+    TXT literally, the other types in zone-file syntax."""
+    if kind == "TXT":
+        if not value.isprintable():
+            raise ValueError("a TXT value cannot hold a line break or other control character")
+        return
+    try:
+        dns.rdata.from_text(
+            dns.rdataclass.IN,
+            dns.rdatatype.from_text(kind),
+            value,
+            origin=dns.name.root,
+            relativize=False,
+        )
+    except (dns.exception.DNSException, ValueError) as error:
+        raise ValueError(f"not valid {kind} data ({_RDATA_FORMS[kind]}): {error}") from None
+
+
+_RDATA_FORMS = {
+    "A": "an IPv4 address",
+    "AAAA": "an IPv6 address",
+    "MX": "'preference host', e.g. '10 mx.example.net.'",
+    "PTR": "a host name",
+    "CNAME": "a host name",
+}
 
 
 class Zone(StrictModel):
@@ -41,8 +84,8 @@ class DnsNode(NodeBase):
 
     kind: Literal["dns"]
     network: NodeName
-    zones: dict[str, Zone] = {}
-    faults: dict[str, DnsFault] = Field(default={}, description="Faults for single names.")
+    zones: dict[DnsName, Zone] = {}
+    faults: dict[DnsName, DnsFault] = Field(default={}, description="Faults for single names.")
     auto_records: bool = Field(
         default=True, description="Publish A and PTR records for every node's hostname."
     )

@@ -11,15 +11,13 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from lab.errors import Problem, ScenarioError
 from lab.scenario.checks import reference_problems
 from lab.scenario.model import Scenario
-
-KeyPath = tuple[str | int, ...]
+from lab.scenario.yamltree import KeyPath, MappingKey, compose, dotted, read_scenario_text
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -29,10 +27,7 @@ def load_scenario(path: str | Path) -> Scenario:
         ScenarioError: with one `Problem` per thing wrong, each naming file and line.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ScenarioError([Problem(str(path), None, "", f"cannot read: {error}")]) from None
+    text = read_scenario_text(path)
     return parse_scenario(text, str(path), default_id=path.stem)
 
 
@@ -40,7 +35,7 @@ def parse_scenario(
     text: str, filename: str = "<scenario>", default_id: str | None = None
 ) -> Scenario:
     """Validate scenario YAML text; `default_id` fills a missing `id`."""
-    data, lines = _compose(text, filename)
+    data, lines = compose(text, filename)
     if not isinstance(data, dict):
         raise ScenarioError([Problem(filename, 1, "", "a scenario file must be a mapping of keys")])
     if default_id is not None:
@@ -54,80 +49,11 @@ def parse_scenario(
     if references:
         raise ScenarioError(
             [
-                Problem(filename, _line_of(lines, path), _dotted(path), message)
+                Problem(filename, _line_of(lines, path), dotted(path), message)
                 for path, message in references
             ]
         )
     return scenario
-
-
-# --- YAML with line numbers -------------------------------------------------------------
-
-
-def _compose(text: str, filename: str) -> tuple[Any, dict[KeyPath, int]]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else None
-        reason = error.problem or error.context or "invalid YAML"
-        raise ScenarioError([Problem(filename, line, "", f"invalid YAML: {reason}")]) from None
-    except yaml.YAMLError as error:
-        raise ScenarioError([Problem(filename, None, "", f"invalid YAML: {error}")]) from None
-    if root is None:
-        raise ScenarioError([Problem(filename, 1, "", "the file is empty")])
-    lines: dict[KeyPath, int] = {}
-    problems: list[Problem] = []
-    data = _to_python(root, (), lines, problems, filename)
-    if problems:
-        raise ScenarioError(problems)
-    return data, lines
-
-
-_constructor = yaml.SafeLoader("")
-
-
-def _to_python(
-    node: yaml.Node,
-    path: KeyPath,
-    lines: dict[KeyPath, int],
-    problems: list[Problem],
-    filename: str,
-) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _constructor.construct_object(key_node, deep=True)
-            if isinstance(key, list | dict):
-                problems.append(
-                    Problem(
-                        filename,
-                        key_node.start_mark.line + 1,
-                        _dotted(path),
-                        "a key must be a plain value",
-                    )
-                )
-                continue
-            if key in result:
-                problems.append(
-                    Problem(
-                        filename,
-                        key_node.start_mark.line + 1,
-                        _dotted((*path, key)),
-                        "duplicate key",
-                    )
-                )
-                continue
-            result[key] = _to_python(value_node, (*path, key), lines, problems, filename)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _to_python(item, (*path, index), lines, problems, filename)
-            for index, item in enumerate(node.value)
-        ]
-    return _constructor.construct_object(node, deep=True)
 
 
 # --- pydantic errors -> problems -------------------------------------------------------------
@@ -136,7 +62,7 @@ def _to_python(
 def _problem(filename: str, lines: dict[KeyPath, int], data: Any, detail: ErrorDetails) -> Problem:
     path = _data_path(data, detail["loc"])
     message = _message(detail, path, data)
-    return Problem(filename, _line_of(lines, path), _dotted(path), message)
+    return Problem(filename, _line_of(lines, path), dotted(path), message)
 
 
 def _data_path(data: Any, loc: tuple[str | int, ...]) -> KeyPath:
@@ -152,7 +78,8 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> KeyPath:
             if current.get("kind") == part or str(part).startswith("function-"):
                 continue
             part = next((key for key in current if str(key) == str(part)), part)
-        path.append(_Key(part) if isinstance(current, dict) and isinstance(part, int) else part)
+        is_key = isinstance(current, dict) and isinstance(part, int)
+        path.append(MappingKey(part) if is_key else part)
         current = current.get(part) if isinstance(current, dict) else _index(current, part)
     return tuple(path)
 
@@ -180,8 +107,14 @@ def _message(detail: ErrorDetails, path: KeyPath, data: Any) -> str:
         message = message[len("Value error, ") :]
     value = detail.get("input")
     if kind not in ("model_type", "dict_type", "list_type") and not isinstance(value, dict | list):
-        message = f"{message} (got {value!r})"
+        message = f"{message} (got {_shown(value)})"
     return message[0].lower() + message[1:]
+
+
+def _shown(value: Any) -> str:
+    """A value as the file gave it, shortened: a 200 KB string must not fill the screen."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _allowed_keys(data: Any, parent: KeyPath) -> list[str]:
@@ -237,21 +170,6 @@ def _line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
             return lines[path]
         path = path[:-1]
     return lines.get(())
-
-
-def _dotted(path: KeyPath) -> str:
-    """`nodes.dns.zones.example.net.records[1]`: list indexes in brackets.
-
-    Integer mapping keys (router ports) are kept as `_Key` by `_data_path`.
-    """
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) and not isinstance(part, _Key) else f".{part}"
-    return text.lstrip(".")
-
-
-class _Key(int):
-    """An integer used as a mapping key, not a list index (for display only)."""
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

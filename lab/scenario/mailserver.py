@@ -9,10 +9,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from lab.scenario.base import DnsblZone, NodeBase, NodeName, Port, StrictModel
+from lab.scenario.names import Address, DomainPattern, Hostname, HostPort, Line, check_hostname
 from lab.scenario.vocabulary import (
     AuthMechanism,
     AuthPolicy,
     CertificateFault,
+    Flavour,
     ListenerTls,
     MailboxState,
     SendAsPolicy,
@@ -59,7 +61,7 @@ class Greylist(StrictModel):
     """Reject the first attempt of each (client, sender, recipient) with 451 4.7.1."""
 
     delay: Duration = 300.0
-    recipients: list[str] = Field(default=[], description="Only these; empty means everyone.")
+    recipients: list[Address] = Field(default=[], description="Only these; empty means everyone.")
 
 
 class RateLimit(StrictModel):
@@ -71,25 +73,51 @@ class RateLimit(StrictModel):
     ports: list[Port] = Field(default=[], description="Only these listeners; empty means all.")
 
 
+class SessionLimits(StrictModel):
+    """Resources one server grants: beyond `connections` open sessions (or `per_client` from
+    one address) a new one is greeted with 421 4.7.0 and closed; a session idle for
+    `idle_timeout` (real seconds, RFC 5321 §4.5.3.2) gets 421 4.4.2 and is closed."""
+
+    connections: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Open sessions at once, all clients."
+    )
+    per_client: int = Field(
+        default=50,
+        ge=1,
+        le=1_000_000,
+        description="Open sessions per client address (Postfix's "
+        "smtpd_client_connection_count_limit); the server's own addresses and loopback are "
+        "exempt.",
+    )
+    idle_timeout: Duration = Field(
+        default=300.0, gt=0, le=86400.0, description="REAL seconds waiting for a command."
+    )
+
+
 class MailServerNode(NodeBase):
     """Fields of every SMTP server kind."""
 
     network: NodeName
-    hostname: str
+    hostname: Hostname
     ptr: str | None = Field(
         default="auto",
         description="Reverse DNS: 'auto' (the hostname), another name, or null for none.",
     )
-    listeners: list[Listener]
+    listeners: list[Listener] = Field(max_length=16)
     certificate: CertificateFault = CertificateFault.NONE
     auth_mechanisms: list[AuthMechanism] = [AuthMechanism.PLAIN, AuthMechanism.LOGIN]
-    users: dict[str, str] = Field(default={}, description="Login name -> password.")
-    domains: list[str] = Field(default=[], description="Domains whose mailboxes live here.")
-    mailboxes: dict[str, Mailbox] = {}
+    users: dict[Line, Line] = Field(default={}, description="Login name -> password.")
+    domains: list[Hostname] = Field(default=[], description="Domains whose mailboxes live here.")
+    mailboxes: dict[Address, Mailbox] = {}
     max_size: Size | None = Field(default=None, description="Advertised SIZE limit.")
     greylist: Greylist | None = None
     down: bool = Field(
         default=False, description="Switched off: its address exists in DNS but answers nothing."
+    )
+    flavour: Flavour = Field(
+        default=Flavour.LAB,
+        description="Word the replies as this MTA does (postfix, exim, exchange, gmail); "
+        "codes stay the same.",
     )
     listed_on: list[DnsblZone] = Field(
         default=[],
@@ -99,6 +127,7 @@ class MailServerNode(NodeBase):
     # --- faults of the greeting (all listeners) ---
     banner_delay: Duration = Field(
         default=0.0,
+        le=600,
         description="REAL seconds (not lab time) before the 220 greeting: it is measured "
         "against the client's own timeout.",
     )
@@ -109,6 +138,7 @@ class MailServerNode(NodeBase):
         default=False, description="Greet with 554 5.7.1 No SMTP service here, then close."
     )
     rate_limit: RateLimit | None = None
+    limits: SessionLimits = SessionLimits()
     esmtp: bool = Field(
         default=True,
         description="False: a HELO-only server; EHLO gets 502 5.5.1 and no extension exists.",
@@ -141,6 +171,11 @@ class MailServerNode(NodeBase):
         default=False,
         description="Read the first part of the message, then close without a reply.",
     )
+
+    @field_validator("ptr")
+    @classmethod
+    def _ptr_name(cls, ptr: str | None) -> str | None:
+        return ptr if ptr in (None, "auto") else check_hostname(ptr)
 
     @model_validator(mode="after")
     def _greeting_faults(self) -> MailServerNode:
@@ -183,14 +218,14 @@ class MxNode(MailServerNode):
 class Connector(StrictModel):
     """Send mail for matching recipient domains to a fixed host ("*.net" patterns)."""
 
-    domains: list[str]
-    to: str = Field(description="'node' or 'node:port' or 'host:port'.")
+    domains: list[DomainPattern] = Field(min_length=1)
+    to: HostPort = Field(description="'node' or 'node:port' or 'host:port'.")
 
 
 class Routing(StrictModel):
     """How a relay finds the next hop for a recipient domain."""
 
-    smarthost: str | None = Field(
+    smarthost: HostPort | None = Field(
         default=None, description="'node[:port]': relay everything there."
     )
     connectors: list[Connector] = []
@@ -199,7 +234,7 @@ class Routing(StrictModel):
 class Queue(StrictModel):
     """Retry schedule and lifetime, in world time (compressed by `lab_time.speedup`)."""
 
-    retry: list[Duration] = [900.0, 1800.0, 3600.0]
+    retry: list[Duration] = Field(default=[900.0, 1800.0, 3600.0], max_length=100)
     lifetime: Duration = 4 * 3600.0
 
 

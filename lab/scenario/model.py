@@ -26,13 +26,16 @@ from lab.scenario.mailserver import (
     RateLimit,
     RelayNode,
     Routing,
+    SessionLimits,
 )
+from lab.scenario.names import Address, Line, Prose
 from lab.scenario.network import Inspection, Network, RouterNode
 from lab.scenario.vocabulary import (
     AuthMechanism,
     AuthPolicy,
     CertificateFault,
     DnsFault,
+    Flavour,
     Level,
     ListenerTls,
     MailboxState,
@@ -57,6 +60,7 @@ __all__ = [
     "DnsRecord",
     "DnsblZone",
     "Expect",
+    "Flavour",
     "Greylist",
     "Inspection",
     "LabTime",
@@ -84,6 +88,7 @@ __all__ = [
     "Scenario",
     "Security",
     "SendAsPolicy",
+    "SessionLimits",
     "Stage",
     "StrictModel",
     "TlsVersions",
@@ -105,7 +110,7 @@ class Expect(StrictModel):
     stage: Stage | None = None
     code: int | None = Field(default=None, ge=200, le=599)
     enhanced: str | None = Field(default=None, pattern=r"^[245]\.\d{1,3}\.\d{1,3}$")
-    delivered_to: list[str] = Field(default=[], description="Mailboxes that must hold it.")
+    delivered_to: list[Address] = Field(default=[], description="Mailboxes that must hold it.")
     diagnosis: str | None = Field(default=None, description="The expected catalog entry id.")
     fix: MailSettingsPatch | None = None
 
@@ -113,20 +118,31 @@ class Expect(StrictModel):
 class LabTime(StrictModel):
     """How world time is compressed in the lab: queue retries, lifetimes, greylisting."""
 
-    speedup: float = Field(default=3600.0, gt=0, description="World seconds per lab second.")
+    speedup: float = Field(
+        default=3600.0,
+        gt=0,
+        le=1e6,
+        allow_inf_nan=False,
+        description="World seconds per lab second.",
+    )
+
+
+# Far above any real case; the local backend's address pool holds 256 networks.
+MAX_NETWORKS = 32
+MAX_NODES = 64
 
 
 class Scenario(StrictModel):
     """A broken (or working) mail world, with the case a trainee has to solve."""
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    title: str
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)
+    title: Line
     level: Level = Level.BEGINNER
-    tags: list[str] = []
-    ticket: str = Field(description="The customer's support ticket, as they wrote it.")
+    tags: list[Line] = []
+    ticket: Prose = Field(description="The customer's support ticket, as they wrote it.")
     lab_time: LabTime = LabTime()
-    networks: dict[NodeName, Network]
-    nodes: dict[NodeName, Node]
+    networks: dict[NodeName, Network] = Field(min_length=1, max_length=MAX_NETWORKS)
+    nodes: dict[NodeName, Node] = Field(min_length=1, max_length=MAX_NODES)
     expect: Expect
 
     @property

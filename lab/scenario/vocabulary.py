@@ -65,6 +65,16 @@ class TlsVersions(StrEnum):
     LEGACY = "legacy"
 
 
+class Flavour(StrEnum):
+    """Whose wording a mail server's replies use (codes stay the lab's): `lab/flavours.yaml`."""
+
+    LAB = "lab"
+    POSTFIX = "postfix"
+    EXIM = "exim"
+    EXCHANGE = "exchange"
+    GMAIL = "gmail"
+
+
 class SendAsPolicy(StrEnum):
     """Whether an authenticated user may use any envelope sender."""
 

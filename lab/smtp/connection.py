@@ -289,7 +289,11 @@ class SmtpConnection:
             async with asyncio.timeout(self.timeout):
                 await writer.wait_closed()
         except (TimeoutError, OSError, ssl.SSLError):
-            writer.transport.abort()
+            # A TLS transport the peer reset is already torn down, and asyncio's abort()
+            # then fails on its missing protocol (AttributeError, CPython 3.11): nothing
+            # is left to abort.
+            with contextlib.suppress(AttributeError):
+                writer.transport.abort()
 
     async def __aenter__(self) -> Self:
         return self

@@ -5,9 +5,10 @@ routing and firewall verdicts without I/O. Every name callers use is importable 
 
 from __future__ import annotations
 
-from lab.topology.addressing import DEFAULT_POOL, FIRST_NODE_HOST, ROUTER_HOST, default_subnets
+from lab.scenario.network import FIRST_NODE_HOST, ROUTER_HOST
+from lab.topology.addressing import DEFAULT_POOL, default_subnets
 from lab.topology.build import resolve
-from lab.topology.paths import Action, Verdict, inspection_for, path_verdict
+from lab.topology.paths import Action, Verdict, inspection_for, line_for, path_verdict
 from lab.topology.plan import NetworkPlan, NodePlan, Topology
 from lab.topology.records import DNS_PORT, DNSBL_LISTED, dnsbl_name
 
@@ -25,6 +26,7 @@ __all__ = [
     "default_subnets",
     "dnsbl_name",
     "inspection_for",
+    "line_for",
     "path_verdict",
     "resolve",
 ]

@@ -8,18 +8,21 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 from lab.scenario.model import Scenario
-from lab.scenario.network import RouterNode
+from lab.scenario.network import FIRST_NODE_HOST, ROUTER_HOST, RouterNode
 from lab.topology.plan import NetworkPlan
 
-ROUTER_HOST = 2  # .1 is the bridge on the docker host; routers take .2 to .9
-FIRST_NODE_HOST = 10
 # Where lab subnets come from when nothing else is said: a /24 each, carved in order.
 DEFAULT_POOL = IPv4Network("10.213.0.0/16")
 
 
 def default_subnets(scenario: Scenario) -> dict[str, IPv4Network]:
     """Subnets for the local backend: pinned ones, else consecutive /24s of `DEFAULT_POOL`."""
-    pool = DEFAULT_POOL.subnets(new_prefix=24)
+    pinned = [net.subnet for net in scenario.networks.values() if net.subnet]
+    pool = (
+        subnet
+        for subnet in DEFAULT_POOL.subnets(new_prefix=24)
+        if not any(subnet.overlaps(other) for other in pinned)
+    )
     return {name: net.subnet or next(pool) for name, net in scenario.networks.items()}
 
 

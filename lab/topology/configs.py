@@ -14,6 +14,7 @@ from lab.nodes.config import (
     ConnectorConfig,
     GreylistConfig,
     InspectionConfig,
+    LineConfig,
     ListenerConfig,
     MailServerConfig,
     NextHop,
@@ -23,6 +24,7 @@ from lab.nodes.config import (
     ResolverConfig,
     RouterConfig,
     RoutingConfig,
+    SessionLimitsConfig,
 )
 from lab.scenario.client import ClientNode
 from lab.scenario.mailserver import MailServerNode, RelayNode
@@ -36,7 +38,7 @@ from lab.topology.records import absolute_name
 def router_config(
     name: str, data_dir: Path, spec: RouterNode, subnets: Mapping[str, IPv4Network]
 ) -> RouterConfig:
-    """The config of the router `name`: its two subnets, port policy and inspection."""
+    """The config of the router `name`: its two subnets, port policy, inspection, line."""
     return RouterConfig(
         name=name,
         data_dir=data_dir,
@@ -52,6 +54,17 @@ def router_config(
                 strip_starttls=spec.inspection.strip_starttls,
             )
             if spec.inspection
+            else None
+        ),
+        line=(
+            LineConfig(
+                latency=spec.impairment.latency,
+                bandwidth=spec.impairment.bandwidth,
+                loss=spec.impairment.loss,
+                reset_after=spec.impairment.reset_after,
+                ports=spec.impairment.ports,
+            )
+            if spec.impairment
             else None
         ),
     )
@@ -145,6 +158,11 @@ def mail_server_config(
             if spec.rate_limit
             else None
         ),
+        limits=SessionLimitsConfig(
+            connections=spec.limits.connections,
+            per_client=spec.limits.per_client,
+            idle_timeout=spec.limits.idle_timeout,  # real seconds: what a client waits
+        ),
         esmtp=spec.esmtp,
         checks=ClientChecksConfig(
             require_ptr=spec.require_ptr,
@@ -156,6 +174,7 @@ def mail_server_config(
         max_recipients=spec.max_recipients,
         drop_during_data=spec.drop_during_data,
         send_as=spec.send_as if isinstance(spec, RelayNode) else SendAsPolicy.ANY,
+        flavour=spec.flavour,
         fault_exempt=[str(address) for address in addresses[name].values()],
     )
 

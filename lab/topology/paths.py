@@ -1,7 +1,7 @@
 """Path decisions without I/O: what happens to a TCP connection from one node to an address
 and port (same network, routed and masqueraded by a router, dropped, refused, unreachable),
-and which SMTP inspection it passes through. The local backend emulates these verdicts;
-the docker router enforces the same with iptables."""
+and which SMTP inspection and line impairment it passes through. The local backend
+emulates these verdicts; the docker router enforces the same with iptables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address
 
-from lab.nodes.config import InspectionConfig, RouterConfig
+from lab.nodes.config import InspectionConfig, LineConfig, RouterConfig
 from lab.scenario.vocabulary import PortPolicy
 from lab.topology.plan import Topology
 
@@ -86,3 +86,14 @@ def inspection_for(topology: Topology, verdict: Verdict, port: int) -> Inspectio
     if not isinstance(config, RouterConfig) or config.inspection is None:
         return None
     return config.inspection if port in config.inspection.ports else None
+
+
+def line_for(topology: Topology, verdict: Verdict, port: int) -> LineConfig | None:
+    """The line impairment a connection passes through: that of the router which routed
+    it, when the router impairs `port`; None for everything else."""
+    if verdict.action is not Action.ALLOW or verdict.by is None:
+        return None
+    config = topology.nodes[verdict.by].config
+    if not isinstance(config, RouterConfig) or config.line is None:
+        return None
+    return config.line if config.line.covers(port) else None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,12 +26,15 @@ from tests.diagnosis.postfixlike import PostfixPolicy, PostfixServers
 from tests.diagnosis.test_scenarios import SCENARIOS
 
 SMTPLAB = [sys.executable, "-m", "lab.cli"]
+SERVER_ARGS = ["--server", "h", "--from", "a@x.org", "--to", "b@x.org"]
 
 
-async def smtplab(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:
+async def smtplab(
+    *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """Run the command without blocking this loop (its servers must keep answering)."""
     process = await asyncio.create_subprocess_exec(
-        *SMTPLAB, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        *SMTPLAB, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode is not None
@@ -110,6 +115,58 @@ async def test_diagnose_server_markdown_names_a_mistyped_mailbox(world: World) -
     assert "AUTH PLAIN ****" in out or "| AUTH | ok |" in out
 
 
+async def diagnose_login(*extra: str, env: dict[str, str]) -> tuple[str, str]:
+    """`diagnose --server` as alice against the auth-required lab's submission port, whose
+    relay checks the password; (stdout, stderr)."""
+    scenario = load_scenario(SCENARIOS / "auth-required.yaml")
+    async with running_lab(scenario, LocalBackend()) as lab:
+        assert isinstance(lab, LocalLab)
+        submission = next(
+            e for e in await lab.publish_endpoints() if e.node == "relay" and e.lab_port == 587
+        )
+        _, out, err = await smtplab(
+            "diagnose",
+            "--server", "127.0.0.1",
+            "--port", str(submission.port),
+            "--insecure",
+            "--user", "alice@example.com",
+            *extra,
+            "--from", "alice@example.com",
+            "--to", "bob@example.net",
+            "--dns", f"127.0.0.1:{lab.dns_port}",
+            "--timeout", "2",
+            env=env,
+        )  # fmt: skip
+    return out, err
+
+
+@pytest.mark.parametrize("source", ["file", "environment"])
+async def test_diagnose_takes_the_password_from_a_file_or_the_environment(
+    source: str, tmp_path: Path
+) -> None:
+    """The right password from the file or $SMTPLAB_PASSWORD logs in, and shows in no output."""
+    password = "correct-horse"
+    env = {**os.environ, "SMTPLAB_PASSWORD": password}
+    extra: list[str] = []
+    if source == "file":
+        secret = tmp_path / "password"
+        secret.write_text(password + "\n")
+        env["SMTPLAB_PASSWORD"] = "wrong-from-the-environment"  # the file wins
+        extra = ["--password-file", str(secret)]
+    out, err = await diagnose_login(*extra, "--json", env=env)
+    data = json.loads(out)
+    auth = next(step for step in data["steps"] if step["probe"] == "auth")
+    assert auth["status"] == "ok", auth
+    assert password not in out + err
+    assert "Traceback" not in err
+
+
+async def test_a_wrong_password_from_the_environment_is_reported_not_printed() -> None:
+    out, err = await diagnose_login(env={**os.environ, "SMTPLAB_PASSWORD": "Tr0ub4dor-wrong"})
+    assert "535" in out, out + err
+    assert "Tr0ub4dor-wrong" not in out + err
+
+
 def test_catalog_lists_every_entry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["catalog", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
@@ -126,7 +183,22 @@ def test_catalog_lists_every_entry(capsys: pytest.CaptureFixture[str]) -> None:
         (["happy-path", "--server", "x"], "not both"),
         (["happy-path", "--port", "25"], "--port: only with --server"),
         (["--server", "mail.example.com", "--to", "b@example.net"], "--server needs --from"),
-        (["--server", "h", "--from", "a@x.org", "--to", "b@x.org", "--user", "u"], "together"),
+        (
+            ["--server", "h", "--from", "a@x.org", "--to", "b@x.org", "--user", "u"],
+            "needs a password",
+        ),
+        (
+            ["--server", "h", "--from", "a@x.org", "--to", "b@x.org", "--password", "p"],
+            "--password and --password-file need --user",
+        ),
+        (
+            [*SERVER_ARGS, "--user", "u", "--password-file", "/no/such/file"],
+            "--password-file /no/such/file: no such file",
+        ),
+        (
+            [*SERVER_ARGS, "--user", "u", "--password-file", "/dev/zero"],
+            "--password-file /dev/zero: not a regular file",
+        ),
         (["--server", "h", "--from", "a@x.org", "--to", "b@x.org", "--port", "99999"], "--port:"),
         (["--server", "h", "--from", "a@x.org", "--to", "b@x.org", "--timeout", "0"], "--timeout"),
         (

@@ -9,6 +9,8 @@ produces (a relay's queue expiring, greylisting then delivery) are covered by
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +23,12 @@ from lab.diagnosis.catalog import UNKNOWN, load_catalog
 from lab.diagnosis.engine import run_diagnosis
 from lab.diagnosis.events import Diagnosis, Probe
 from lab.diagnosis.target import LabTarget
+from lab.nodes.config import TlsFiles
+from lab.nodes.tls import issue_certificates, server_context
 from lab.runtime.base import running_lab
 from lab.runtime.local import LocalBackend
 from lab.scenario.loader import load_scenario
-from lab.scenario.model import Scenario
+from lab.scenario.model import CertificateFault, Scenario
 from tests.diagnosis.conftest import Pki, World, settings
 from tests.diagnosis.fakesmtp import Behaviour
 
@@ -61,6 +65,25 @@ def implicit(pki: Pki, **changes: Any) -> Behaviour:
 
 def plain(**changes: Any) -> Callable[[Pki], Behaviour]:
     return lambda pki: healthy(pki, **changes)
+
+
+_SCANNER_DIRECTORY = tempfile.TemporaryDirectory(prefix="smtplab-scanner-")
+
+
+@functools.cache
+def _scanner_files() -> TlsFiles:
+    """mail.example.org's certificate as a TLS-scanning antivirus re-issues it."""
+    _, files = issue_certificates(
+        Path(_SCANNER_DIRECTORY.name),
+        {"mail.example.org": CertificateFault.NONE},
+        ca_name="Avast Web/Mail Shield Root",
+    )
+    return files["mail.example.org"]
+
+
+def intercepted(pki: Pki) -> Behaviour:
+    """A submission server behind an antivirus that scans TLS with its own CA."""
+    return healthy(pki, tls=server_context(_scanner_files()))
 
 
 NO_AUTH = {"auth": None, "security": "none"}
@@ -203,6 +226,7 @@ CASES = [
         lambda pki: healthy(pki, tls=pki.context("self.example.org")),
         {"server": "self.example.org"},
     ),
+    Case("tls-interception", "antivirus-ca", intercepted),
     Case(
         "tls-handshake-failure",
         "tls1.0-only",
@@ -253,6 +277,21 @@ CASES = [
         "auth-bad-credentials",
         "535",
         plain(auth_reply="535 5.7.8 Authentication credentials invalid"),
+        fix=None,
+    ),
+    Case(
+        "smtp-auth-disabled",
+        "5.7.139",
+        plain(
+            auth_reply="535 5.7.139 Authentication unsuccessful, "
+            "SmtpClientAuthentication is disabled for the Tenant."
+        ),
+        fix=None,
+    ),
+    Case(
+        "app-password-required",
+        "5.7.9",
+        plain(auth_reply="534 5.7.9 Application-specific password required."),
         fix=None,
     ),
     Case(
@@ -408,6 +447,14 @@ CASES = [
         "reverse-dns-rejected",
         "unknown-address",
         plain(rcpt_reply="550 5.7.25 Client host rejected: cannot find your hostname"),
+    ),
+    Case(
+        "ip-reputation",
+        "5.7.708",
+        plain(
+            rcpt_reply="550 5.7.708 Service unavailable. Access denied, "
+            "traffic not accepted from this IP."
+        ),
     ),
     Case(
         "connection-limit",

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from lab.nodes.config import InspectionConfig, RouterConfig
+from lab.nodes.config import InspectionConfig, LineConfig, RouterConfig
 from lab.nodes.router import (
     CHAIN,
     RouterSetupError,
     interface_in,
+    line_rules,
     parse_interfaces,
     router_rules,
 )
@@ -148,3 +149,51 @@ def test_interface_in(subnet: str, expected: str) -> None:
 def test_interface_missing() -> None:
     with pytest.raises(RouterSetupError, match=r"no interface has an address in 10\.9\.0\.0/24"):
         interface_in(IPv4Network("10.9.0.0/24"), parse_interfaces(IP_ADDR))
+
+
+def to_line_proxy(port: int | None = None) -> list[str]:
+    match = ["-m", "tcp", "--dport", str(port)] if port is not None else []
+    return ["-t", "nat", "-A", "PREROUTING", "-i", "eth0", "-p", "tcp", *match,
+            "-j", "REDIRECT", "--to-ports", "10026"]  # fmt: skip
+
+
+def lose(interface: str, direction: str, port: int) -> list[str]:
+    return ["-t", "mangle", "-A", "PREROUTING", "-i", interface, "-p", "tcp", "-m", "tcp",
+            direction, str(port), "-m", "statistic", "--mode", "random", "--probability",
+            "0.02000000002", "-j", "DROP"]  # fmt: skip
+
+
+def with_line(policy: dict[int, PortPolicy] | None = None, **values: Any) -> RouterConfig:
+    return config(policy).model_copy(update={"line": LineConfig(**values)})
+
+
+LINE_RULES = [
+    pytest.param(
+        # Every port but the stopped ones goes through the line proxy.
+        with_line({25: PortPolicy.DROP}, latency=0.6),
+        [[*to_line_proxy(25)[:-4], "-j", "RETURN"], to_line_proxy()],
+        id="latency-on-every-port",
+    ),
+    pytest.param(
+        with_line({25: PortPolicy.DROP}, reset_after=1000, ports=[25, 587]),
+        [to_line_proxy(587)],
+        id="resets-on-listed-ports-the-policy-allows",
+    ),
+    pytest.param(
+        # Loss alone needs no proxy: iptables drops real packets, both directions.
+        with_line(loss=0.02, ports=[25]),
+        [lose("eth0", "--dport", 25), lose("eth1", "--sport", 25)],
+        id="loss",
+    ),
+    pytest.param(
+        config(outage=True).model_copy(update={"line": LineConfig(latency=1.0)}),
+        [],
+        id="line-during-an-outage",
+    ),
+]
+
+
+@pytest.mark.parametrize(("router", "expected"), LINE_RULES)
+def test_line_rules(router: RouterConfig, expected: list[list[str]]) -> None:
+    assert line_rules(router, "eth0", "eth1") == expected
+    assert router_rules(router, "eth0", "eth1")[-1 - len(expected) : -1] == expected

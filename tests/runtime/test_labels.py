@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 from typing import Any
@@ -19,6 +20,7 @@ def test_create_labels_carries_owner_and_version() -> None:
         labels.SESSION: labels.SESSION_ID,
         labels.VERSION: lab.__version__,
         labels.HOST: socket.gethostname(),
+        labels.USER: getpass.getuser(),
         labels.PID: labels.process_token(),
         labels.NODE: "mx",
         labels.SCENARIO: "happy-path",
@@ -39,7 +41,7 @@ def test_reserved_namespace_is_rejected(key: str) -> None:
 
 def test_all_keys_are_reserved_and_distinct() -> None:
     assert all(key.startswith(labels.PREFIX) for key in labels.RESERVED)
-    assert len(labels.RESERVED) == 10
+    assert len(labels.RESERVED) == 11
 
 
 def test_process_token_and_liveness() -> None:

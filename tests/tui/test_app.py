@@ -325,3 +325,32 @@ async def test_narrow_workbench_folds_settings_and_offers_f_only_for_settings() 
         assert bench.check_action("apply_fix", ()) is False, "no f where waiting is the remedy"
         assert "f:" not in text_of(bench.query_one("#stepper #stepper-status"))
         await pilot.press("q")
+
+
+async def test_library_lists_the_good_and_shows_the_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken file (markup-like text in its error, a FIFO) does not stop the library: the
+    good case is listed, each broken one is shown as broken with its error, as plain text."""
+    import dataclasses
+    import os
+    import shutil
+
+    from lab.config import settings
+
+    shutil.copyfile(settings.scenarios_dir / "happy-path.yaml", tmp_path / "happy-path.yaml")
+    (tmp_path / "markup.yaml").write_text('title: "[/bold]"\nlevel: "[red]x"\n')
+    os.mkfifo(tmp_path / "pipe.yaml")
+    monkeypatch.setattr(
+        "lab.catalog.settings", dataclasses.replace(settings, scenarios_dir=tmp_path)
+    )
+    app = make_app(backend="local")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, LibraryScreen)
+        assert [scenario.id for scenario in screen.scenarios] == ["happy-path"]
+        errors = text_of(screen.query_one("#library-errors"))
+        assert f"broken: {tmp_path / 'markup.yaml'}:2: level:" in errors
+        assert "(got '[red]x')" in errors  # shown as written, not taken as markup
+        assert f"broken: {tmp_path / 'pipe.yaml'}: not a regular file (a FIFO)" in errors

@@ -27,6 +27,9 @@ GUIDE = """\
 5. Training mode (smtplab tui --training): before the verdict you commit to a
    cause; your answers, time per case and score are saved for your trainer
    (ctrl+t shows the session's score).
+6. ctrl+e on the library: paste a customer's error text (a bounce, a log line,
+   an exception) and ctrl+r explains it: the known causes, ranked, with the lab
+   case that reproduces each (ctrl+o opens it).
 q quits from anywhere and always takes the running lab down."""
 
 

@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from lab.catalog import load_catalog
+from lab.catalog import broken_summary, load_catalog
 from lab.scenario.model import Level, Scenario
 from tui.topology_art import fit
 
@@ -54,6 +54,7 @@ class LibraryScreen(Screen[None]):
         Binding("enter", "open", "Open case", show=True, priority=True),
         Binding("slash", "filter", "Filter", show=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("ctrl+e", "explain", "Explain an error", show=False),
     ]
 
     def __init__(self, host: LibraryHost) -> None:
@@ -82,11 +83,11 @@ class LibraryScreen(Screen[None]):
         self.sub_title = "Scenario library"
         scenarios, errors = load_catalog()
         self.scenarios = ordered(scenarios, self.host.course)
-        self.load_errors = [str(error) for error in errors]
+        self.load_errors = [f"broken: {broken_summary(error)[1]}" for error in errors]
         table = self.query_one("#scenarios", DataTable)
         self._layout_columns(self.app.size.width)
         errors_view = self.query_one("#library-errors", Static)
-        errors_view.update("\n".join(self.load_errors))
+        errors_view.update(Text("\n".join(self.load_errors)))  # file text is never markup
         errors_view.display = bool(self.load_errors)
         self.refresh_intro()
         table.focus()
@@ -150,12 +151,12 @@ class LibraryScreen(Screen[None]):
             if training is not None and (done := training.answered(scenario.id)) is not None:
                 title.append("  ✓" if done.correct else "  ✗", "green" if done.correct else "red")
             cells: list[str | Text] = [
-                scenario.id,
+                Text(scenario.id),
                 title,
                 Text(str(scenario.level), style=LEVEL_STYLES.get(scenario.level, "")),
             ]
             if widths["tags"]:
-                cells.append(fit(", ".join(scenario.tags), widths["tags"]))
+                cells.append(Text(fit(", ".join(scenario.tags), widths["tags"])))
             table.add_row(*cells, key=scenario.id)
         if current is not None and current in self.shown:  # keep the reader's place
             table.move_cursor(row=self.shown.index(current))
@@ -211,6 +212,10 @@ class LibraryScreen(Screen[None]):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open()
+
+    def action_explain(self) -> None:
+        """The "paste an error" screen."""
+        self.host.open_explain()
 
     def action_open(self) -> None:
         """Open the highlighted case's briefing."""

@@ -16,15 +16,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent
 
 from lab.diagnosis.events import Diagnosis, Status, Step
 from lab.scenario.model import MailSettings, Outcome, Scenario
 from tui.messages import DiagnosisEvent, DiagnosisFinished, SendFailed, SendFinished
 from tui.sending import apply_remedy, outcome_text, post_send
-from tui.stepping import StepFeed, post_diagnosis, step_marks
+from tui.stepping import StepFeed, post_diagnosis, step_marks, step_ports
 from tui.training import CaseResult, CaseTimer, Choice
 from tui.widgets.logs import LogsView
 from tui.widgets.mailboxes import MailboxesView
@@ -33,16 +32,16 @@ from tui.widgets.stepper import DiagnosisStepper
 from tui.widgets.topology import TopologyView
 from tui.widgets.transcript import TranscriptView
 from tui.widgets.verdict import VerdictPanel, answer_text
+from tui.widgets.wire import WireView
+from tui.workbench_layout import NARROW_BELOW, workbench_widgets
 
 if TYPE_CHECKING:
     from lab.runs import RunReport
     from lab.runtime.base import Lab
+    from lab.wire.flows import Flow
     from tui.host import WorkbenchHost
 
 REFRESH_SECONDS = 1.0
-# Below this many columns the settings and the topology fold into tabs, so the diagnosis
-# and its verdict keep the width (and the height: 80x24 must stay usable).
-NARROW_BELOW = 100
 
 
 class WorkbenchScreen(Screen[None]):
@@ -58,6 +57,7 @@ class WorkbenchScreen(Screen[None]):
         # The tab bar shows these; the footer keeps room for `? Help` at 80 columns.
         Binding("m", "tab('tab-mail')", "Mailboxes", show=False),
         Binding("l", "tab('tab-logs')", "Logs", show=False),
+        Binding("w", "tab('tab-wire')", "Wire", show=False),
         Binding("e", "edit", "Edit settings", show=False),
         Binding("escape", "back", "Library"),
     ]
@@ -76,6 +76,7 @@ class WorkbenchScreen(Screen[None]):
         self.sending = False
         self.busy_noticed = False
         self.last_report: RunReport | None = None
+        self.diagnosis_flows: list[Flow] | None = None  # what crossed the router while probing
         self.timer = CaseTimer()  # re-made with the app's clock once mounted
 
     @property
@@ -85,49 +86,16 @@ class WorkbenchScreen(Screen[None]):
 
     # --- layout ---------------------------------------------------------------------------
 
-    def _settings_and_topology(self) -> ComposeResult:
-        form = SettingsForm(self.scenario.client[1].settings, id="settings-form")
-        form.border_title = "Mail program settings"
-        yield form
-        with VerticalScroll(id="topology-box") as box:
-            box.border_title = "Topology"
-            yield TopologyView(
-                self.scenario,
-                id="topology",
-                layout="stack",
-                hide_faults=self.host.training is not None,
-            )
-
     def compose(self) -> ComposeResult:
         narrow = self.app.size.width < NARROW_BELOW
         self.set_class(narrow, "narrow")
-        yield Header()
-        with Horizontal(id="workbench-body"):
-            if not narrow:
-                with Vertical(id="left-column"):
-                    yield from self._settings_and_topology()
-            with Vertical(id="right-column"):
-                stepper = DiagnosisStepper(id="stepper", timings=self.host.show_timings)
-                stepper.border_title = "Diagnosis"
-                yield stepper
-                verdict = VerdictPanel(id="verdict")
-                verdict.border_title = "Verdict"
-                yield verdict
-                with TabbedContent(id="tabs", initial="tab-transcript"):
-                    with TabPane("Transcript", id="tab-transcript"):
-                        yield TranscriptView(
-                            "No transcript yet: step the diagnosis (n) or send (s).",
-                            id="transcript",
-                        )
-                    if narrow:
-                        with TabPane("Settings", id="tab-settings"):
-                            yield from self._settings_and_topology()
-                    with TabPane("Mailboxes", id="tab-mail"):
-                        yield MailboxesView(id="mailboxes")
-                    with TabPane("Logs", id="tab-logs"):
-                        yield LogsView(list(self.lab.topology.nodes), id="logs")
-        yield Static("", id="status-bar")
-        yield Footer()
+        yield from workbench_widgets(
+            self.scenario,
+            self.lab,
+            narrow=narrow,
+            timings=self.host.show_timings,
+            hide_faults=self.host.training is not None,
+        )
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.scenario.id} · {self.scenario.title}"
@@ -193,6 +161,7 @@ class WorkbenchScreen(Screen[None]):
         if message.run != self.feed.run:
             return
         starved = self.feed.finish(message.error)
+        self.diagnosis_flows = message.flows
         if message.error is not None:
             stepper = self.query_one("#stepper", DiagnosisStepper)
             stepper.set_status(Text(f"Diagnosis failed: {message.error}", style="bold red"))
@@ -314,6 +283,13 @@ class WorkbenchScreen(Screen[None]):
         title = f"Transcript · step {event.number}: {step.title}"
         transcript.show(title, step.transcript)
         self._update_marks(selected=step)
+        if self.diagnosis_flows is not None:
+            wire_title = (
+                f"Wire · step {event.number}: {step.title} (the diagnosis run's connections)"
+            )
+            self.query_one("#wire", WireView).show(
+                wire_title, self.diagnosis_flows, step_ports(step)
+            )
 
     def _update_marks(self, selected: Step | None = None) -> None:
         """Failures and warnings of revealed steps stay marked; the selected step's node too."""
@@ -397,6 +373,10 @@ class WorkbenchScreen(Screen[None]):
             stages=stages if self.host.show_timings else None,
             footer=summary,
         )
+        if message.flows is not None:
+            self.query_one("#wire", WireView).show(
+                f"Wire · {label} #{self.sends} · {report.outcome}", message.flows
+            )
         status = Text.assemble(("Last send: ", "bold"), summary)
         if report.outcome is Outcome.DELIVERED:
             status.append("  (m: mailboxes)", style="dim")

@@ -169,7 +169,7 @@ async def _bind(
 async def start(config: DnsConfig) -> RunningDns:
     """Bind UDP and TCP and return once both listen; bad records raise ValueError first."""
     handler = DnsHandler.from_config(config)
-    log = EventLog(config.data_dir, config.name)
+    log = EventLog(config.data_dir, config.name, max_bytes=config.events_max_bytes)
     dispatcher = _Dispatcher(handler, log)
     connections: set[_TcpProtocol] = set()
     try:

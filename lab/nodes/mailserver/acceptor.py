@@ -23,9 +23,21 @@ from lab.nodes.mailserver import legacy_tls
 
 # aiosmtpd's `Controller` listens with a backlog of 100, which stalls bursts of connections.
 BACKLOG = 1024
+# asyncio accepts up to its `backlog` argument in one go before any new session has run: a
+# flood would take every descriptor before one refusal could close its socket. The kernel's
+# queue keeps BACKLOG (`listening_socket`); asyncio is handed this much smaller figure.
+ACCEPT_BURST = 32
 PROXY_TIMEOUT = 10.0  # the local backend sends the header at once; this only bounds junk
 HANDSHAKE_TIMEOUT = 10.0
 PROXY_V1_MAX = 107  # the longest valid v1 header, CRLF included
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking socket listening on `host`:`port` with the full BACKLOG."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    sock.setblocking(False)
+    return sock
 
 
 class ProxyThenTls:
@@ -51,9 +63,7 @@ class ProxyThenTls:
         proxy: bool = True,
         refused: Callable[[str], None] | None = None,
     ) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
-        self._sock.setblocking(False)
+        self._sock = listening_socket(host, port)
         self.port: int = self._sock.getsockname()[1]
         self._protocol = protocol
         self._tls = tls

@@ -14,6 +14,7 @@ from typing import Protocol
 from lab.nodes.config import MailServerConfig
 from lab.nodes.events import EventLog
 from lab.nodes.mailserver.checks import ClientChecks
+from lab.nodes.mailserver.limits import SessionGate
 from lab.nodes.mailserver.rate_limit import RateLimiter
 from lab.nodes.mailserver.recipients import RecipientPolicy
 from lab.nodes.mailserver.store import MailStore
@@ -55,3 +56,4 @@ class MailContext:
     queue: RelayQueue | None = None
     checks: ClientChecks | None = None
     limiter: RateLimiter | None = None
+    gate: SessionGate | None = None

@@ -26,7 +26,9 @@ from lab.nodes.mailserver.ingest import accept_message
 from lab.nodes.mailserver.recipients import Decision
 from lab.replies import (
     S250_SENDER_OK,
+    S421_TIMEOUT,
     S421_TOO_MANY,
+    S421_TOO_MANY_FROM_CLIENT,
     S451_LOCAL_ERROR,
     S452_TOO_MANY_RECIPIENTS,
     S550_SEND_AS_DENIED,
@@ -281,6 +283,27 @@ class MailHandler:
     def tls_refused(self, reason: str) -> None:
         """A TLS 1.0/1.1-only listener turned a client's handshake down (`legacy_tls`)."""
         self.events.emit("tls-failed", port=self.listener.port, error=reason, legacy=True)
+
+    def limit_reply(self, session: Session, decision: str) -> str:
+        """The 421 for a session refused by a cap (`limits.py`) or idle too long; recorded."""
+        hostname = self.config.hostname
+        if decision == "timeout":
+            verb, reply = None, S421_TIMEOUT(hostname=hostname)
+        elif decision == "per-client":
+            client = client_address(session)
+            verb, reply = "connect", S421_TOO_MANY_FROM_CLIENT(hostname=hostname, client=client)
+        else:
+            verb, reply = "connect", S421_TOO_MANY(hostname=hostname)
+        self.events.emit(
+            "command",
+            verb=verb,
+            code=421,
+            reply=reply,
+            client=client_address(session),
+            port=self.listener.port,
+            decision=decision,
+        )
+        return reply
 
     def engine_reply(self, session: Session | None, verb: str | None, reply: str) -> None:
         """Record a policy refusal the engine made itself (STARTTLS first, AUTH required…)."""

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import re
 import secrets
 
 from aiosmtpd.smtp import Envelope, Session
 
 from lab.nodes.mailserver.auth import client_address
 from lab.nodes.mailserver.context import MailContext
+from lab.nodes.mailserver.once import header_message_id
 from lab.replies import S250_QUEUED
-
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 
 async def accept_message(
@@ -51,12 +49,17 @@ async def accept_message(
         context.config.hostname, session, transaction, recipients, encrypted=encrypted
     )
     data = trace + content
-    message_id = _message_id(content)
+    message_id = header_message_id(content)
     queue_id = None
     # Concurrently, so that the copies share one group commit in the store.
-    stored = await asyncio.gather(*(context.store.deliver(mailbox, data) for mailbox in local))
-    for mailbox, stored_id in zip(local, stored, strict=True):
-        context.events.emit("stored", mailbox=mailbox, id=stored_id, message_id=message_id)
+    stored = await asyncio.gather(
+        *(_store(context, mailbox, data, message_id) for mailbox in local)
+    )
+    for mailbox, (stored_id, new) in zip(local, stored, strict=True):
+        if new:
+            context.events.emit("stored", mailbox=mailbox, id=stored_id, message_id=message_id)
+        else:
+            context.events.emit("duplicate", mailbox=mailbox, id=stored_id, message_id=message_id)
     if relayed:
         assert context.queue is not None  # RCPT refuses relaying without a queue
         queue_id = await context.queue.enqueue(
@@ -107,12 +110,13 @@ def received_header(
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
 
 
-def _message_id(content: bytes) -> str | None:
-    """The Message-ID header's value, looked up in the header block only."""
-    end = content.find(b"\r\n\r\n")
-    headers = content if end < 0 else content[: end + 2]
-    match = _MESSAGE_ID.search(headers)
-    return match.group(1).decode("utf-8", "replace") if match else None
+async def _store(
+    context: MailContext, mailbox: str, data: bytes, message_id: str | None
+) -> tuple[str, bool]:
+    """One copy in `mailbox`; a Message-ID it already holds is not stored twice (`once.py`)."""
+    if message_id is None:
+        return await context.store.deliver(mailbox, data), True
+    return await context.store.deliver_once(mailbox, data, message_id)
 
 
 def _printable(text: str) -> str:

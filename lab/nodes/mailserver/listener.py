@@ -19,7 +19,14 @@ from aiosmtpd.proxy_protocol import ProxyData
 from aiosmtpd.smtp import DATA_SIZE_DEFAULT
 
 from lab.nodes.config import ListenerConfig
-from lab.nodes.mailserver.acceptor import BACKLOG, HANDSHAKE_TIMEOUT, PROXY_TIMEOUT, ProxyThenTls
+from lab.nodes.mailserver.acceptor import (
+    ACCEPT_BURST,
+    BACKLOG,
+    HANDSHAKE_TIMEOUT,
+    PROXY_TIMEOUT,
+    ProxyThenTls,
+    listening_socket,
+)
 from lab.nodes.mailserver.auth import KNOWN_MECHANISMS, UserTable
 from lab.nodes.mailserver.context import MailContext
 from lab.nodes.mailserver.faults import SessionFaults
@@ -68,6 +75,7 @@ class Listener:
             # Without a configured SIZE the engine still caps DATA so that junk cannot
             # exhaust memory; the handler then leaves SIZE out of EHLO.
             "data_size_limit": config.max_size or DATA_SIZE_DEFAULT,
+            "timeout": config.limits.idle_timeout,
             # A HELO-only server has no STARTTLS to offer.
             "tls_context": (
                 tls if listener.tls is ListenerTls.STARTTLS and self.faults.esmtp else None
@@ -116,15 +124,27 @@ class Listener:
                 refused=self.handler.tls_refused if self.faults.legacy_tls else None,
             )
             return self._gate.port
-        self._server = await loop.create_server(
-            self.protocol,
-            host,
-            self.listener.bind_port,
-            backlog=BACKLOG,
-            ssl=self.tls if self.implicit else None,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.implicit else None,
-        )
-        return int(self._server.sockets[0].getsockname()[1])
+        sock = listening_socket(host, self.listener.bind_port)
+        try:
+            self._server = await loop.create_server(
+                self.protocol,
+                sock=sock,
+                backlog=ACCEPT_BURST,
+                ssl=self.tls if self.implicit else None,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.implicit else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        # asyncio re-listened with ACCEPT_BURST: give the kernel's queue its full length back.
+        sock.listen(BACKLOG)
+        return int(sock.getsockname()[1])
+
+    def listening_fds(self) -> set[int]:
+        """The descriptors of the listening sockets (asyncio names them in its reports)."""
+        if self._server is not None:
+            return {sock.fileno() for sock in self._server.sockets}
+        return set()
 
     async def close(self) -> None:
         """Stop accepting (open connections are the server's business)."""

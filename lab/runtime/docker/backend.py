@@ -83,6 +83,10 @@ class DockerBackend:
 
             probe = self._client or docker.from_env(timeout=5)
             probe.ping()
+            if self._client is None:
+                # The short timeout was for this question only: the client is kept, and under
+                # load (several labs on one engine) starting a container takes over 5 s.
+                probe.api.timeout = ENGINE_TIMEOUT
         except Exception as error:
             where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             return (
@@ -188,6 +192,9 @@ def _engine_error(lab_id: str, error: BaseException) -> BaseException:
         return _SubnetTaken(f"lab {lab_id}: {first_line(error)}")
     if isinstance(error, docker.errors.DockerException):
         return LabStartError(f"lab {lab_id}: {first_line(error)}")
+    if type(error).__module__.split(".")[0] in ("requests", "urllib3"):
+        # The engine did not answer in time or dropped the connection (a timeout, a restart).
+        return LabStartError(f"lab {lab_id}: the Docker engine failed: {first_line(error)}")
     return error
 
 

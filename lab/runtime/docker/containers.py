@@ -4,6 +4,7 @@ and what readiness checks see of it (`lab.runtime.readiness.WaitTarget`)."""
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
@@ -11,11 +12,55 @@ from lab.net import DirectConnector
 from lab.runtime.docker.commands import IDLE_COMMAND, CommandFactory, with_lab_route
 from lab.runtime.docker.files import DATA_ROOT, config_path
 from lab.runtime.docker.namespaces import CAN_ENTER_NAMESPACES, netns_socket
-from lab.topology import NodePlan
+from lab.topology import NodePlan, Topology
 
 if TYPE_CHECKING:
     from lab.net import Connector
     from lab.runtime.docker.lab import DockerLab
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """How a node's container is made, engine-independent: shared by `create_container` and
+    the compose export (`lab.runtime.docker.compose`), so both run the same lab."""
+
+    argv: list[str]
+    cap_add: list[str]
+    sysctls: dict[str, str]
+    dns: list[str] | None
+    hostname: str
+
+
+def container_spec(
+    topology: Topology, node: NodePlan, command: CommandFactory, gateway: IPv4Address | None
+) -> ContainerSpec:
+    """What `node`'s container runs and with which kernel settings.
+
+    Args:
+        topology: the lab.
+        node: the node.
+        command: what the node runs (a switched-off host runs nothing).
+        gateway: its router's inside address, for a node behind a router.
+    """
+    # A switched-off host is there (its address answers ARP) but runs nothing.
+    argv = command(node, config_path(node.name)) if node.running else list(IDLE_COMMAND)
+    sysctls = {"net.ipv6.conf.all.disable_ipv6": "1"}  # the lab is IPv4 only
+    if node.kind == "router":
+        # Its own default route is deleted by the router program, with the rules.
+        sysctls["net.ipv4.ip_forward"] = "1"
+    else:
+        argv = with_lab_route(argv, gateway, switched_off=not node.running)
+    dns_node = topology.dns
+    return ContainerSpec(
+        argv=argv,
+        # Routers keep NET_ADMIN; other nodes drop it in with_lab_route.
+        cap_add=["NET_ADMIN"],
+        sysctls=sysctls,
+        # Docker's embedded resolver forwards names it does not know to these
+        # servers: the lab DNS, never the host's resolvers.
+        dns=[str(dns_node.address)] if dns_node is not None else None,
+        hostname=(node.hostname or node.name).split(".")[0],
+    )
 
 
 def create_container(
@@ -30,33 +75,21 @@ def create_container(
         gateway: its router's inside address, for a node behind a router.
     """
     api = lab.client.api
-    # A switched-off host is there (its address answers ARP) but runs nothing.
-    argv = command(node, config_path(node.name)) if node.running else list(IDLE_COMMAND)
-    cap_add: list[str] = []
-    sysctls = {"net.ipv6.conf.all.disable_ipv6": "1"}  # the lab is IPv4 only
-    cap_add.append("NET_ADMIN")  # routers keep it; other nodes drop it in with_lab_route
-    if node.kind == "router":
-        # Its own default route is deleted by the router program, with the rules.
-        sysctls["net.ipv4.ip_forward"] = "1"
-    else:
-        argv = with_lab_route(argv, gateway, switched_off=not node.running)
-    dns_node = lab.topology.dns
+    spec = container_spec(lab.topology, node, command, gateway)
     host_config = api.create_host_config(
         binds={str(lab.host_dir): {"bind": str(DATA_ROOT), "mode": "rw"}},
-        cap_add=cap_add or None,
-        sysctls=sysctls,
-        # Docker's embedded resolver forwards names it does not know to these
-        # servers: the lab DNS, never the host's resolvers.
-        dns=[str(dns_node.address)] if dns_node is not None else None,
+        cap_add=spec.cap_add,
+        sysctls=spec.sysctls,
+        dns=spec.dns,
         init=True,  # signals reach the program; zombies are reaped
     )
     networks = list(node.addresses.items())
     first, first_address = networks[0]
     created = api.create_container(
         lab.image,
-        command=argv,
+        command=spec.argv,
         name=lab.container_name(node.name),
-        hostname=(node.hostname or node.name).split(".")[0],
+        hostname=spec.hostname,
         labels=lab.object_labels(node=node.name),
         host_config=host_config,
         networking_config=api.create_networking_config(

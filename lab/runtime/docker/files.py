@@ -4,13 +4,13 @@ holding node configs, TLS files, node data dirs and one-shot files for `docker e
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 from lab.config import settings
 from lab.errors import LabStartError
+from lab.private_files import private_directory, write_private
 from lab.topology import Topology
 
 # Where the lab's host directory appears in every container; node data dirs are below it.
@@ -48,7 +48,8 @@ def write_node_files(topology: Topology, host_dir: Path) -> Path:
     from lab.nodes.tls import issue_certificates
     from lab.scenario.model import MailServerNode
 
-    (host_dir / CONFIG_DIR).mkdir(parents=True, exist_ok=True)
+    # Configs hold passwords (relay users, the client's login): owner-only, like the keys.
+    private_directory(host_dir / CONFIG_DIR)
     servers = {
         name: spec.certificate
         for name, spec in topology.scenario.nodes.items()
@@ -81,7 +82,7 @@ def write_node_files(topology: Topology, host_dir: Path) -> Path:
         elif isinstance(config, ClientConfig):
             config = config.model_copy(update={"ca_file": ca_file})
         path = host_dir / CONFIG_DIR / f"{node.name}.json"
-        path.write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_private(path, config.model_dump_json(indent=2) + "\n")
     return host_ca_file
 
 
@@ -95,10 +96,8 @@ def run_file(host_dir: Path, prefix: str, text: str) -> Iterator[Path]:
     """
     name = f"{prefix}-{secrets.token_hex(8)}.json"
     host_file = host_dir / RUN_DIR / name
-    host_file.parent.mkdir(mode=0o700, exist_ok=True)
-    descriptor = os.open(host_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
+    private_directory(host_file.parent)
+    write_private(host_file, text, exclusive=True)
     try:
         yield DATA_ROOT / RUN_DIR / name
     finally:

@@ -37,8 +37,11 @@ from lab.runtime.readiness import LogLine, WaitStrategy, role_checks, wait_all
 from lab.topology import NodePlan, Topology
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from lab.scenario.model import MailSettings
     from lab.smtp.result import SendResult
+    from lab.wire.capture import Capture
 
 READY_TIMEOUT = 15.0
 
@@ -136,6 +139,18 @@ class DockerLab:
         output = api.exec_start(exec_id, demux=False)
         code = api.exec_inspect(exec_id)["ExitCode"]
         return int(code), (output or b"").decode(errors="replace")
+
+    def exec_detached(self, node: str, command: list[str]) -> None:
+        """Start `command` in `node`'s container and return at once (it runs on)."""
+        api = self._client.api
+        exec_id = api.exec_create(self.containers[node], command, stdout=False, stderr=False)
+        api.exec_start(exec_id, detach=True)
+
+    def capture(self, router: str) -> AbstractAsyncContextManager[Capture]:
+        """tcpdump on `router`'s inside interface while the block runs."""
+        from lab.runtime.docker.capture import tcpdump
+
+        return tcpdump(self, router)
 
     def connector_for(self, node: str) -> NamespaceConnector:
         """Opens TCP connections from inside `node`'s container (routes, router, NAT)."""

@@ -85,6 +85,7 @@ class LabInfo:
     nodes: dict[str, str]  # node -> container state ("running", "exited", ...)
     owner: str | None  # "<pid>:<start>" of the owning process; None for detached labs
     host: str
+    user: str  # who started it ("?" for labs of versions before the label)
     created: float  # seconds since the epoch, of its oldest container
     host_dir: Path | None
 
@@ -99,6 +100,17 @@ class LabInfo:
         if self.owner is None or self.host != socket.gethostname():
             return None
         return labels.owner_alive(self.owner)
+
+    @property
+    def owner_text(self) -> str:
+        """Who owns the lab, for `labs` and `down --all`."""
+        if self.detached:
+            return f"detached (smtplab up, user {self.user})"
+        pid = self.owner.partition(":")[0] if self.owner else "?"
+        if self.owner_alive is False:
+            return f"dead (was pid {pid}, user {self.user}; smtplab reap removes it)"
+        where = "" if self.owner_alive else f" on {self.host}"
+        return f"pid {pid}{where}, user {self.user}"
 
 
 def describe_labs(client: Any) -> list[LabInfo]:
@@ -120,6 +132,7 @@ def describe_labs(client: Any) -> list[LabInfo]:
                 },
                 owner=object_labels.get(labels.PID),
                 host=object_labels.get(labels.HOST, ""),
+                user=object_labels.get(labels.USER, "?"),
                 created=min((float(c.get("Created", 0)) for c in mine), default=0.0),
                 host_dir=mounted_host_dir(mine, lab_id),
             )

@@ -1,5 +1,5 @@
-"""The node image's base, with Python 3.11, iproute2 and iptables: `python:3.11-slim` from a
-registry, or (offline, as in CI) a debootstrap Debian root filesystem, cached as a tarball
+"""The node image's base, with Python 3.11, iproute2, iptables and tcpdump: `python:3.11-slim`
+from a registry, or (offline, as in CI) a debootstrap Debian root filesystem, cached as a tarball
 keyed by its package list and imported as `smtplab-base:<key>`."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ BASE_REPOSITORY = "smtplab-base"
 ONLINE_BASE = "python:3.11-slim"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-BASE_PACKAGES = ("python3", "iproute2", "iptables", "ca-certificates")
+BASE_PACKAGES = ("python3", "iproute2", "iptables", "ca-certificates", "tcpdump")
 # What the online base lacks (python:3.11-slim has Python and CA certificates).
-ONLINE_APT_PACKAGES = ("iproute2", "iptables")
+ONLINE_APT_PACKAGES = ("iproute2", "iptables", "tcpdump")
 # Bump when the root filesystem is made differently (RECIPE in `lab.runtime.image.sources`:
 # when the way images are put together changes).
 ROOTFS_RECIPE = "1"

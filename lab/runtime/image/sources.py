@@ -53,20 +53,45 @@ def lab_version() -> str:
 
 
 def project_root() -> Path:
-    """The source checkout the running `lab` package comes from.
+    """The source tree the node image is built from: the checkout the running `lab` package
+    comes from, or, for an installed wheel, one assembled from the installed packages and
+    what the wheel bundles (`lab/_bundled`: pyproject.toml, README, the Dockerfile).
+    Both give the same digest for the same sources.
 
     Raises:
-        ImageBuildError: `lab` is installed without its sources (no pyproject.toml).
+        ImageBuildError: neither a checkout nor a bundle is there.
     """
     import lab
+    from lab.config import BUNDLED, settings
 
     root = Path(lab.__file__).resolve().parent.parent
-    if not (root / "pyproject.toml").is_file() or not (root / DOCKERFILE).is_file():
+    if (root / "pyproject.toml").is_file() and (root / DOCKERFILE).is_file():
+        return root
+    if not (BUNDLED / "pyproject.toml").is_file() or not (BUNDLED / DOCKERFILE).is_file():
         raise ImageBuildError(
-            f"building the node image needs the smtp-lab source checkout; {root} has no "
-            f"pyproject.toml and {DOCKERFILE}"
+            f"building the node image needs the smtp-lab sources; {root} has no "
+            f"pyproject.toml and {DOCKERFILE}, and the package bundles none"
         )
-    return root
+    return _assemble_tree(root, BUNDLED, settings.cache_dir / "source" / lab.__version__)
+
+
+def _assemble_tree(site: Path, bundle: Path, tree: Path) -> Path:
+    """A checkout-like tree at `tree`: the installed packages beside the bundled files."""
+    import shutil
+
+    shutil.rmtree(tree, ignore_errors=True)
+    for package in _PACKAGES:
+        if (site / package).is_dir():
+            shutil.copytree(
+                site / package,
+                tree / package,
+                ignore=shutil.ignore_patterns("__pycache__", "_bundled"),
+            )
+    for name in (*_PROJECT_FILES, str(DOCKERFILE)):
+        if (bundle / name).is_file():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(bundle / name, tree / name)
+    return tree
 
 
 def source_files(root: Path) -> list[Path]:
