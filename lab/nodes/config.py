@@ -21,6 +21,7 @@ from lab.scenario.model import (
     ListenerTls,
     MailboxState,
     MailSettings,
+    MtaSoftware,
     PortPolicy,
     SendAsPolicy,
     TlsVersions,
@@ -198,6 +199,8 @@ class MailServerConfig(NodeConfig):
     max_recipients: int | None = Field(default=None, ge=1)
     drop_during_data: bool = False
     send_as: SendAsPolicy = SendAsPolicy.ANY
+    software: MtaSoftware = MtaSoftware.LAB
+    postfix: dict[str, str] = Field(default={}, description="Extra main.cf parameters.")
     fault_exempt: list[str] = Field(
         default=[],
         description="Client addresses the greeting faults (tarpit, delay, 554, rate limit) "

@@ -93,8 +93,16 @@ class DockerBackend:
         return None
 
     def plan(self, scenario: Scenario) -> Topology:
-        """`scenario` resolved onto subnets that are free on this host."""
-        return resolve(scenario, docker_subnets(scenario, self.client), data_root=DATA_ROOT)
+        """`scenario` resolved onto subnets that are free on this host.
+
+        Raises:
+            SoftwareUnsupported: a Postfix node's policy cannot be expressed in Postfix.
+        """
+        from lab.runtime.software import refuse_unexpressible
+
+        topology = resolve(scenario, docker_subnets(scenario, self.client), data_root=DATA_ROOT)
+        refuse_unexpressible(topology)
+        return topology
 
     async def up(self, topology: Topology) -> DockerLab:
         """Create and start a lab; on failure everything created so far is removed.
