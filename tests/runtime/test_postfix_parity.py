@@ -42,7 +42,12 @@ ALL = [_as_postfix(scenario) for scenario in load_catalog()[0]]
 EXPRESSIBLE = [scenario for scenario, refused in ALL if not refused]
 REFUSED = {scenario.id: refused for scenario, refused in ALL if refused}
 # Verdicts that differ with Postfix: an engine or catalog bug, not a wording difference.
-ENGINE_WRONG: dict[str, str] = {}
+ENGINE_WRONG: dict[str, str] = {
+    "auth-required": "'Sender address rejected: Access denied' from a server that offers AUTH "
+    "is sender-rejected, not auth-required",
+    "null-mx": "Postfix's bounce 'Domain example.org does not accept mail (nullMX)' is not "
+    "recognised (unclassified)",
+}
 
 
 def _param(scenario: Scenario) -> Any:
@@ -52,8 +57,16 @@ def _param(scenario: Scenario) -> Any:
 
 
 @pytest.fixture(scope="module")
-def postfix_runs(docker_client: Any, node_image: str) -> dict[str, Verification | BaseException]:
-    """Every expressible scenario verified with Postfix nodes, `CONCURRENCY` labs at a time."""
+def postfix_runs(
+    request: pytest.FixtureRequest, docker_client: Any, node_image: str
+) -> dict[str, Verification | BaseException]:
+    """The selected scenarios verified with Postfix nodes, `CONCURRENCY` labs at a time."""
+    selected = {
+        item.callspec.params.get("scenario_id")
+        for item in request.session.items
+        if hasattr(item, "callspec")
+    }
+    chosen = [scenario for scenario in EXPRESSIBLE if scenario.id in selected]
     backend = DockerBackend(docker_client, image=node_image)
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -62,10 +75,10 @@ def postfix_runs(docker_client: Any, node_image: str) -> dict[str, Verification 
             return await verify(lab, backend=backend)
 
     async def every() -> list[Verification | BaseException]:
-        return await asyncio.gather(*(one(s) for s in EXPRESSIBLE), return_exceptions=True)
+        return await asyncio.gather(*(one(s) for s in chosen), return_exceptions=True)
 
     results = asyncio.run(every())
-    return {scenario.id: result for scenario, result in zip(EXPRESSIBLE, results, strict=True)}
+    return {scenario.id: result for scenario, result in zip(chosen, results, strict=True)}
 
 
 def _server_lines(verification: Verification) -> str:
@@ -90,7 +103,8 @@ def test_postfix_nodes_give_the_same_verdict(
     report = result.report
     seen = f"{report.outcome} at {report.stage} ({report.text})"
     assert report.outcome == expect.outcome, seen
-    assert report.stage == expect.stage, seen
+    if expect.stage is not None:
+        assert report.stage == expect.stage, seen
     if expect.code is not None:
         assert report.code is not None, seen
         assert report.code // 100 == expect.code // 100, seen

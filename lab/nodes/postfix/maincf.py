@@ -126,10 +126,14 @@ def _queue(config: MailServerConfig) -> dict[str, str]:
     if config.queue is None:
         return {}
     retry = config.queue.retry or [1.0]
+    # Postfix notices that a message expired only when it next leaves the deferred queue,
+    # after a failed attempt (up to a connect timeout): start that much early, so that
+    # the bounce lands about when the lab's own queue would send it.
+    lifetime = postfix_time(config.queue.lifetime - config.queue.connect_timeout)
     return {
         "queue_run_delay": postfix_time(min(retry)),
         "minimal_backoff_time": postfix_time(min(retry)),
         "maximal_backoff_time": postfix_time(max(retry)),
-        "maximal_queue_lifetime": postfix_time(config.queue.lifetime),
-        "bounce_queue_lifetime": postfix_time(config.queue.lifetime),
+        "maximal_queue_lifetime": lifetime,
+        "bounce_queue_lifetime": lifetime,
     }

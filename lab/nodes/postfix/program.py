@@ -9,12 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from lab.nodes.config import MailServerConfig
 from lab.nodes.postfix.maincf import MAIL_UID, POSTGREY, mailbox_root
 from lab.nodes.postfix.policy import refusals
 from lab.nodes.postfix.setup import SASL_DB, PostfixSetup, postfix_setup
 
+RESOLV_CONF = Path("/etc/resolv.conf")
 POSTGREY_START = 20.0  # seconds for perl and its database to come up, on a busy host
 
 
@@ -37,6 +39,10 @@ def serve(config: MailServerConfig) -> int:
 
 
 def _write(config: MailServerConfig, setup: PostfixSetup) -> None:
+    if config.resolver is not None and config.resolver.port == 53:
+        # The lab DNS itself, not docker's embedded resolver in between: that one also
+        # answers PTR questions for containers, which would pass every reverse-DNS check.
+        RESOLV_CONF.write_text(f"nameserver {config.resolver.nameserver}\n", encoding="utf-8")
     for path, text in setup.files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
