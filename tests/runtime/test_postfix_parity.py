@@ -45,6 +45,8 @@ REFUSED = {scenario.id: refused for scenario, refused in ALL if refused}
 ENGINE_WRONG: dict[str, str] = {
     "auth-required": "'Sender address rejected: Access denied' from a server that offers AUTH "
     "is sender-rejected, not auth-required",
+    "destination-down": "Postfix's expiry bounce 'connect to mx.example.net[…]:25: Connection "
+    "timed out' is not recognised (unclassified)",
     "null-mx": "Postfix's bounce 'Domain example.org does not accept mail (nullMX)' is not "
     "recognised (unclassified)",
 }
