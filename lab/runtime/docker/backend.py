@@ -89,6 +89,8 @@ class DockerBackend:
                 f"no Docker engine answers at {where} ({first_line(error)}); "
                 "start one (.ci/install-docker does) or use the local backend"
             )
+        # The probe may fail fast; the lab's own calls get the patience of a busy engine.
+        probe.api.timeout = ENGINE_TIMEOUT
         self._client = probe
         return None
 
