@@ -72,7 +72,7 @@ def test_listeners_become_smtpd_services_with_their_tls_and_auth_policy() -> Non
         ("dnsbl-listed", "mx", "smtpd_recipient_restrictions", "reject_rbl_client"),
         ("missing-ptr", "mx", "smtpd_recipient_restrictions", "reject_unknown_client_hostname"),
         ("greylisted", "mx", "smtpd_recipient_restrictions", "check_policy_service"),
-        ("rate-limited", "mx", "smtpd_client_connection_rate_limit", None),
+        ("rate-limited", "mx", "smtpd_client_connection_rate_limit", None),  # refused: relay
         ("send-as-denied", "relay", "smtpd_sender_restrictions", "login_mismatch"),
     ],
 )
@@ -111,6 +111,7 @@ def test_extra_postfix_settings_win_over_the_generated_ones(tmp_path: Path) -> N
         ("spf-fail", "SPF"),
         ("tls-unavailable", "STARTTLS"),
         ("tls-handshake-failure", "legacy TLS"),
+        ("rate-limited", "whole seconds"),
     ],
 )
 def test_what_postfix_cannot_express_is_refused_with_a_reason(

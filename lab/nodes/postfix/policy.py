@@ -36,6 +36,13 @@ def refusals(config: MailServerConfig) -> list[str]:
         reasons.append("postgrey greylists every recipient (greylist.recipients)")
     if config.rate_limit is not None and config.rate_limit.ports:
         reasons.append("Postfix's connection rate limit applies to every port (rate_limit.ports)")
+    if config.queue is not None and config.queue.lifetime < 1.0:
+        # Rounded up to a second it would outlive what the scenario compares it with
+        # (a rate window, a retry): a different world, not the same one in other words.
+        reasons.append(
+            f"Postfix counts queue lifetimes in whole seconds; this one is "
+            f"{config.queue.lifetime:.2f} lab seconds (queue.lifetime)"
+        )
     for listener in config.listeners:
         reasons.extend(_listener_refusals(listener))
     return reasons
