@@ -462,6 +462,21 @@ def _settings_value(template: Any, context: Mapping[str, Any]) -> Any:
     return template
 
 
+def settings_placeholders(spec: RemedySpec) -> list[str]:
+    """The fact paths a remedy's (required) settings correction is made of, in order."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.extend(match.group(1) for match in _PLACEHOLDER.finditer(value))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk(spec.settings)
+    return list(dict.fromkeys(found))
+
+
 def render_settings(spec: RemedySpec, context: Mapping[str, Any]) -> dict[str, Any]:
     """The settings correction: empty when a required placeholder cannot be filled."""
     try:

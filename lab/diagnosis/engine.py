@@ -20,14 +20,28 @@ from typing import Any
 from pydantic import ValidationError
 
 from lab.addresses import domain_of
-from lab.diagnosis.catalog import Entry, load_catalog, match, render, render_settings
+from lab.diagnosis.catalog import (
+    Entry,
+    load_catalog,
+    match,
+    render,
+    render_settings,
+    settings_placeholders,
+)
 from lab.diagnosis.events import Diagnosis, Probe, Remedy, Status, Step, describe_settings
 from lab.diagnosis.planner import ALTERNATIVE_PORTS, Planner, suggest_addresses
 from lab.diagnosis.probes import ProbeRunner
-from lab.diagnosis.target import DiagnosisTarget
+from lab.diagnosis.target import Account, DiagnosisTarget
 from lab.scenario.model import MailSettings, MailSettingsPatch, Outcome
 
 _SEVERITY = {"fail": Status.FAIL, "warn": Status.WARN, "info": Status.INFO, "ok": Status.OK}
+# What a remedy's settings may need that only the customer knows, in words.
+_CUSTOMER_KNOWS = {
+    "account.user": "the mailbox's login",
+    "account.password": "its password",
+    "account.server": "the provider's server name",
+    "suggest.to": "the intended recipient's address",
+}
 _SESSION = {
     Probe.BANNER,
     Probe.EHLO,
@@ -98,6 +112,7 @@ async def diagnose(
         alternatives=tuple(other.id for other in found[1:] if other.id != "unclassified"),
         severity=severity,
         outcome=str(facts.get("outcome", "")),
+        fix_outcome=_unproven(entry, remedy_settings) if severity is Status.FAIL else None,
     )
     if verify_fix and remedy_settings:
         fixed = MailSettingsPatch.model_validate(remedy_settings).apply(settings)
@@ -179,13 +194,33 @@ def _context(
         missing = set((facts.get("resolve") or {}).get("nxdomain_domains") or [])
         typos = [a for a in settings.to if domain_of(a) in missing]
         suggestion = suggest_addresses(settings.to, typos, directory)
-    context["suggest"] = {"to": suggestion}
+    context["suggest"] = {"to": suggestion, "login": _full_login(settings, account)}
     problem = facts.get("problem")
     if isinstance(problem, dict):
         problem = dict(problem)
         problem.setdefault("address", (refused or [None])[0])
         context["problem"] = problem
     return context
+
+
+def _full_login(settings: MailSettings, account: Account | None) -> str | None:
+    """The full address to log in with, only when the login given is not one."""
+    if settings.auth is None or "@" in settings.auth.user:
+        return None
+    if account is not None and "@" in account.user:
+        return account.user
+    return settings.sender
+
+
+def _unproven(entry: Entry, remedy_settings: dict[str, Any]) -> str | None:
+    """Why a remedy that would change the settings cannot be re-sent from here, if so."""
+    if remedy_settings or not entry.remedy.settings:
+        return None
+    needed = [
+        _CUSTOMER_KNOWS[p] for p in settings_placeholders(entry.remedy) if p in _CUSTOMER_KNOWS
+    ]
+    what = " and ".join(needed) or "facts this diagnosis does not have"
+    return f"not proven: the fix needs {what}, which only the customer knows, so it was not re-sent"
 
 
 def _remedy_settings(

@@ -76,7 +76,7 @@ class Diagnosis:
     failed_probe: Probe | None = None
     node: str | None = None  # where things went wrong
     fix_verified: bool | None = None  # None: no re-send was possible
-    fix_outcome: str | None = None
+    fix_outcome: str | None = None  # the re-send's outcome, or why none could prove the fix
     alternatives: tuple[str, ...] = ()  # other entries that also matched, less specific
     severity: Status = Status.FAIL  # ok (healthy), info/warn (delivered, with a remark), fail
     outcome: str = ""  # delivered, accepted (handed over, not followable), bounced, failed …

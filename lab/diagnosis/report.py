@@ -138,7 +138,8 @@ def diagnosis_renderable(diagnosis: Diagnosis) -> RenderableType:
         verdict.append(diagnosis.fix_outcome or "")
         table.add_row("Fix verified", verdict)
     else:
-        table.add_row("Fix verified", Text("no settings change to test", style="dim"))
+        untested = diagnosis.fix_outcome or "no settings change to test"
+        table.add_row("Fix verified", Text(untested, style="dim"))
     if diagnosis.failed_probe is not None:
         where = str(diagnosis.failed_probe)
         if diagnosis.node:
@@ -232,7 +233,7 @@ def to_markdown(
         where = f"{diagnosis.failed_probe}" + (f" ({diagnosis.node})" if diagnosis.node else "")
     lines.append(f"- **Outcome:** {diagnosis.outcome or '—'}; failed at: {where}")
     if diagnosis.fix_verified is None:
-        fix = "not tested (no settings change)"
+        fix = diagnosis.fix_outcome or "not tested (no settings change)"
     else:
         fix = ("yes" if diagnosis.fix_verified else "**no**") + f" — {diagnosis.fix_outcome}"
     lines += [f"- **Fix verified:** {fix}", ""]

@@ -38,11 +38,15 @@ class ScanPorts:
 
 @dataclass(frozen=True)
 class OpenSession:
-    """Open the main session as the mail program does (implicit TLS when configured)."""
+    """Open the main session as the mail program does (implicit TLS when configured).
+
+    `verify` off: the walk goes on past an untrusted certificate, which is already a finding.
+    """
 
     address: str
     port: int
     implicit_tls: bool
+    verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class StartTls:
     """STARTTLS, the handshake with the mail program's verification, then EHLO again."""
 
     helo: str
+    verify: bool = True
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from lab.runtime.local import LocalBackend, LocalLab
 from lab.scenario.loader import load_scenario
 from tests.diagnosis.conftest import World
 from tests.diagnosis.fakesmtp import Behaviour
+from tests.diagnosis.postfixlike import PostfixPolicy, PostfixServers
 from tests.diagnosis.test_scenarios import SCENARIOS
 
 SMTPLAB = [sys.executable, "-m", "lab.cli"]
@@ -181,3 +182,64 @@ def test_the_engine_imports_neither_the_tui_nor_docker() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert not {name for name in loaded if name.split(".")[0] in {"textual", "tui", "docker"}}
+
+
+async def _postfix_like(world: World) -> tuple[PostfixServers, int]:
+    servers = PostfixServers()
+    return servers, await servers.start(PostfixPolicy(tls=world.pki.context()))
+
+
+def _server_args(world: World, port: int, *extra: str) -> list[str]:
+    return [
+        "diagnose",
+        "--server", "mail.example.org",
+        "--port", str(port),
+        "--from", "alice@example.org",
+        "--to", "bob@example.org",
+        "--dns", f"127.0.0.1:{world.dns_port}",
+        "--timeout", "2",
+        *extra,
+    ]  # fmt: skip
+
+
+async def test_ca_file_and_insecure_do_what_they_say(world: World) -> None:
+    # The certificate comes from the test's private CA, which the system does not trust.
+    servers, port = await _postfix_like(world)
+    login = ("--user", "alice@example.org", "--password", "s3cret-Pa55", "--json")
+    try:
+        untrusted = await smtplab(*_server_args(world, port, *login))
+        trusted = await smtplab(
+            *_server_args(world, port, *login, "--ca-file", str(world.pki.ca_file))
+        )
+        insecure = await smtplab(*_server_args(world, port, *login, "--insecure"))
+    finally:
+        await servers.close()
+    code, out, err = untrusted
+    data = json.loads(out)
+    assert data["diagnosis"] == "certificate-untrusted", err
+    steps = {(step["probe"], step["status"]) for step in data["steps"]}
+    # A finding, and the walk went on without verification to the end.
+    assert ("starttls", "fail") in steps
+    assert ("starttls", "warn") in steps
+    assert ("data", "ok") in steps
+    for code, out, err in (trusted, insecure):
+        assert code == 0, err
+        assert json.loads(out)["diagnosis"] == "healthy"
+
+
+async def test_unprovable_password_fix_says_so(world: World) -> None:
+    servers, port = await _postfix_like(world)
+    try:
+        code, out, err = await smtplab(
+            *_server_args(
+                world, port, "--user", "alice@example.org", "--password", "wrong",
+                "--ca-file", str(world.pki.ca_file), "--markdown",
+            )
+        )  # fmt: skip
+    finally:
+        await servers.close()
+    assert code == 28, err  # refused at AUTH
+    assert "(`auth-bad-credentials`)" in out
+    assert "535 5.7.8 Error: authentication failed: authentication failure" in out
+    assert "**Fix verified:** not proven" in out
+    assert "use the full address" not in out

@@ -99,6 +99,15 @@ CASES = [
         fix=None,
     ),
     Case(
+        "port-filtered",
+        "25-dropped-others-reset",
+        None,
+        {"port": 25, "timeout": 0.5, **NO_AUTH},
+        port="blackhole",
+        unmapped="closed",
+        fix=None,
+    ),
+    Case(
         "connection-refused",
         "25-refused-587-open",
         None,
@@ -401,9 +410,19 @@ CASES = [
         plain(rcpt_reply="550 5.7.25 Client host rejected: cannot find your hostname"),
     ),
     Case(
-        "rate-limited",
+        "connection-limit",
         "421-too-many",
         plain(banner="421 4.7.0 {hostname} Too many connections, try again later"),
+    ),
+    Case(
+        "client-rejected",
+        "client-host-rejected-no-auth",
+        plain(
+            ehlo_after_tls=("PIPELINING", "SIZE 10240000", "8BITMIME"),
+            rcpt_reply="554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied",
+        ),
+        {"auth": None},
+        fix=None,
     ),
     Case(
         "service-unavailable",

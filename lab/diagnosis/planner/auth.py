@@ -113,16 +113,13 @@ def authenticate(
     facts.update(reply_facts(result.reply))
     tried = f"Logged in as {auth.user} with AUTH {mechanism} (password masked)."
     if result.failure is not None:
-        facts["state"] = result.failure.kind
-        return findings.fail(
+        return findings.broke(
             Probe.AUTH,
-            result.failure.kind,
-            result.failure.detail,
+            facts,
+            result,
             title=title,
             tried=tried,
             proves=f"The session broke during AUTH ({result.failure.detail}).",
-            transcript=result.transcript,
-            duration=result.duration,
         )
     reply = result.reply
     assert reply is not None
@@ -137,17 +134,14 @@ def authenticate(
             duration=result.duration,
         )
         return True
-    facts["state"] = "rejected"
-    findings.fail(
+    findings.refused(
         Probe.AUTH,
-        "reply",
-        str(reply),
+        facts,
         reply,
+        result,
         title=title,
         tried=tried,
         proves=f"The server refused the login: {reply}.",
-        transcript=result.transcript,
-        duration=result.duration,
     )
     yield EndSession(polite=polite(result))
     return False

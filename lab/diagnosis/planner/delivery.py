@@ -37,12 +37,11 @@ def _conclude_data(findings: Findings, data: SessionResult) -> bool:
     title = "DATA"
     tried = f"Sent the test message ({human_size(findings.settings.size)})."
     if data.failure is not None:
-        facts["state"] = data.failure.kind
         facts["error"] = data.failure.detail
-        return findings.fail(
+        return findings.broke(
             Probe.DATA,
-            data.failure.kind,
-            data.failure.detail,
+            facts,
+            data,
             title=title,
             tried=tried,
             proves=(
@@ -50,21 +49,16 @@ def _conclude_data(findings: Findings, data: SessionResult) -> bool:
                 f"({data.failure.detail}): the server, or something in the path, drops "
                 "the session during the transfer."
             ),
-            transcript=data.transcript,
-            duration=data.duration,
         )
     if data.reply is not None and not data.reply.is_positive:
-        facts["state"] = "rejected"
-        return findings.fail(
+        return findings.refused(
             Probe.DATA,
-            "reply",
-            str(data.reply),
+            facts,
             data.reply,
+            data,
             title=title,
             tried=tried,
             proves=f"The server refused the message: {data.reply}.",
-            transcript=data.transcript,
-            duration=data.duration,
         )
     if "problem" not in findings.facts:
         findings.facts["outcome"] = "accepted"

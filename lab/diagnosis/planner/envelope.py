@@ -43,29 +43,23 @@ def _conclude_mail(findings: Findings, mail: SessionResult) -> bool:
     title = f"MAIL FROM:<{findings.settings.sender}>"
     tried = "Announced the sender (with the message size when SIZE is offered)."
     if mail.failure is not None:
-        facts["state"] = mail.failure.kind
-        return findings.fail(
+        return findings.broke(
             Probe.MAIL,
-            mail.failure.kind,
-            mail.failure.detail,
+            facts,
+            mail,
             title=title,
             tried=tried,
             proves=f"The session broke at MAIL ({mail.failure.detail}).",
-            transcript=mail.transcript,
-            duration=mail.duration,
         )
     if mail.reply is not None and not mail.reply.is_positive:
-        facts["state"] = "rejected"
-        return findings.fail(
+        return findings.refused(
             Probe.MAIL,
-            "reply",
-            str(mail.reply),
+            facts,
             mail.reply,
+            mail,
             title=title,
             tried=tried,
             proves=f"The server refused the sender: {mail.reply}.",
-            transcript=mail.transcript,
-            duration=mail.duration,
         )
     findings.emit(
         Probe.MAIL,
@@ -97,16 +91,13 @@ def _conclude_rcpt(findings: Findings, rcpt: RcptResult) -> bool:
     title = "RCPT TO"
     tried = f"Named the recipients: {', '.join(findings.settings.to)}."
     if rcpt.failure is not None:
-        facts["state"] = rcpt.failure.kind
-        return findings.fail(
+        return findings.broke(
             Probe.RCPT,
-            rcpt.failure.kind,
-            rcpt.failure.detail,
+            facts,
+            rcpt,
             title=title,
             tried=tried,
             proves=f"The session broke at RCPT ({rcpt.failure.detail}).",
-            transcript=rcpt.transcript,
-            duration=rcpt.duration,
         )
     if first is None:
         findings.emit(
@@ -122,20 +113,17 @@ def _conclude_rcpt(findings: Findings, rcpt: RcptResult) -> bool:
     refusals = "; ".join(f"{address}: {reply}" for address, reply in refused.items())
     if accepted:
         proves = f"Some recipients are refused ({refusals}); the others are accepted."
-        facts["state"] = "partial"
     else:
         proves = f"The server refused the recipients: {refusals}."
-        facts["state"] = "rejected"
-    findings.fail(
+    findings.refused(
         Probe.RCPT,
-        "reply",
-        str(first),
+        facts,
         first,
+        rcpt,
         title=title,
         tried=tried,
         proves=proves,
-        transcript=rcpt.transcript,
-        duration=rcpt.duration,
+        state="partial" if accepted else "rejected",
     )
     # Some accepted: the message still goes to them, so the walk goes on.
     return bool(accepted)

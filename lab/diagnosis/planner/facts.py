@@ -6,8 +6,9 @@ mail program's settings, its HELO name, the time) and what they conclude: the
 step) plus the decisive `problem` and the `outcome`, which the fault catalog
 matches; and the `Step`s emitted so far. Each stage sets its own section of
 `facts`, then calls `emit` for a step or `fail` for a failure and its FAIL
-step; `finish` shows the steps never reached. The small conversions every
-stage uses to turn a result into facts (`reply_facts`, `ms`, `human_size`, ...)
+step (`broke` when the session broke, `refused` when the server said no);
+`finish` shows the steps never reached. The small conversions every stage
+uses to turn a result into facts (`reply_facts`, `ms`, `human_size`, ...)
 live here too.
 """
 
@@ -16,11 +17,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from lab.addresses import domain_of
 from lab.diagnosis.events import Probe, Status, Step
-from lab.diagnosis.requests import Lines
+from lab.diagnosis.requests import Failure, Lines
 from lab.scenario.model import MailSettings
 from lab.smtp.reply import SmtpReply
 
@@ -105,6 +106,25 @@ def settings_facts(settings: MailSettings) -> dict[str, Any]:
         "size_text": human_size(settings.size),
         "verify_tls": settings.verify_tls,
     }
+
+
+class Exchange(Protocol):
+    """One exchange with the server, as the failure helpers need it."""
+
+    @property
+    def failure(self) -> Failure | None:
+        """What broke the session, if something did."""
+        ...
+
+    @property
+    def transcript(self) -> Lines:
+        """The lines exchanged."""
+        ...
+
+    @property
+    def duration(self) -> float:
+        """Seconds it took."""
+        ...
 
 
 # --- the notebook of one walk --------------------------------------------------------------------
@@ -233,6 +253,57 @@ class Findings:
             probe, Status.FAIL, title, tried, proves, transcript=transcript, duration=duration
         )
         return False
+
+    def broke(
+        self,
+        probe: Probe,
+        section: dict[str, Any],
+        result: Exchange,
+        *,
+        title: str,
+        tried: str,
+        proves: str,
+    ) -> bool:
+        """The session broke at `probe` (timeout, hang-up): note it in `section`, then `fail`."""
+        failure = result.failure
+        assert failure is not None
+        section["state"] = failure.kind
+        return self.fail(
+            probe,
+            failure.kind,
+            failure.detail,
+            title=title,
+            tried=tried,
+            proves=proves,
+            transcript=result.transcript,
+            duration=result.duration,
+        )
+
+    def refused(
+        self,
+        probe: Probe,
+        section: dict[str, Any],
+        reply: SmtpReply,
+        result: Exchange,
+        *,
+        title: str,
+        tried: str,
+        proves: str,
+        state: str = "rejected",
+    ) -> bool:
+        """The server said no at `probe`: note it in `section`, then `fail` with its reply."""
+        section["state"] = state
+        return self.fail(
+            probe,
+            "reply",
+            str(reply),
+            reply,
+            title=title,
+            tried=tried,
+            proves=proves,
+            transcript=result.transcript,
+            duration=result.duration,
+        )
 
     def finish(self) -> None:
         """Steps the walk never reached are shown as skipped, in the usual order."""

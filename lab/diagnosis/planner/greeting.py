@@ -232,33 +232,27 @@ def _conclude_hello(findings: Findings, hello: HelloResult) -> bool:
     title = "EHLO and extensions"
     tried = f"Sent EHLO {findings.helo} (HELO if EHLO is refused) and read the extensions."
     if hello.failure is not None:
-        facts["state"] = hello.failure.kind
-        return findings.fail(
+        return findings.broke(
             Probe.EHLO,
-            hello.failure.kind,
-            hello.failure.detail,
+            facts,
+            hello,
             title=title,
             tried=tried,
             proves=f"The server stopped answering during EHLO ({hello.failure.detail}).",
-            transcript=hello.transcript,
-            duration=hello.duration,
         )
     assert reply is not None
     if not reply.is_positive:
-        facts["state"] = "rejected"
-        return findings.fail(
+        return findings.refused(
             Probe.EHLO,
-            "reply",
-            str(reply),
+            facts,
             reply,
+            hello,
             title=title,
             tried=tried,
             proves=(
                 f"The server refused the greeting ({reply}): it does not accept the name "
                 f"{findings.helo} or this client."
             ),
-            transcript=hello.transcript,
-            duration=hello.duration,
         )
     status = Status.OK
     if hello.helo_fallback:

@@ -104,14 +104,18 @@ def _session(findings: Findings, address: str) -> Asking[None]:
     implicit = settings.security is Security.TLS
     opened = expect((yield OpenSession(address, settings.port, implicit)), SessionResult)
     if opened.failure is not None:
-        if opened.failure.kind == "tls":
-            yield from tls.handshake_failed(
-                findings, opened.failure, opened, address, implicit=True
-            )
-        else:
+        if opened.failure.kind != "tls":
             greeting.reconnect_failed(findings, opened)
-        return
-    if implicit:
+            return
+        yield from tls.handshake_failed(findings, opened.failure, opened, address, implicit=True)
+        if not tls.walks_on(findings):
+            return
+        opened = expect(
+            (yield OpenSession(address, settings.port, implicit, verify=False)), SessionResult
+        )
+        if not tls.implicit_unverified(findings, opened):
+            return
+    elif implicit:
         tls.implicit_tls(findings, opened)
     if not (yield from greeting.read_banner(findings, opened, address, implicit=implicit)):
         return

@@ -21,9 +21,14 @@ from lab.diagnosis.planner.tls_facts import cert_facts, classify_tls_error, mode
 from lab.diagnosis.requests import (
     EndSession,
     Failure,
+    HelloResult,
     InspectResult,
     InspectTls,
+    Lines,
     ModeResult,
+    OpenSession,
+    ReadBanner,
+    SayHello,
     SessionResult,
     StartTls,
     StartTlsResult,
@@ -83,9 +88,104 @@ def starttls(
         return None
     started = expect((yield StartTls(findings.helo)), StartTlsResult)
     if not (yield from _conclude(findings, started, address)):
-        return None
+        if not walks_on(findings):
+            return None
+        return (yield from _starttls_unverified(findings, address))
     assert started.hello is not None
     return dict(started.hello.extensions)
+
+
+# Certificates nobody vouches for: a finding, but the session behind them can still be judged.
+_WALK_ON = frozenset({"self-signed", "unknown-ca", "untrusted"})
+_UNVERIFIED_TITLE = "Go on without verifying the certificate"
+_UNVERIFIED_PROVES = (
+    "The certificate is not trusted (the finding above); the rest of the walk runs "
+    "without verifying it, as --insecure would, so that this finding does not hide the next."
+)
+
+
+def walks_on(findings: Findings) -> bool:
+    """After a failed handshake: is the walk to go on without verification?"""
+    tls = findings.facts.get("tls") or {}
+    return bool(findings.settings.verify_tls and tls.get("verify_error") in _WALK_ON)
+
+
+def _starttls_unverified(findings: Findings, address: str) -> Asking[dict[str, str] | None]:
+    """A new session, STARTTLS accepting any certificate; the extensions after it, or None."""
+    settings = findings.settings
+    yield EndSession(polite=False)
+    opened = expect((yield OpenSession(address, settings.port, False, verify=False)), SessionResult)
+    transcript, duration = opened.transcript, opened.duration
+    started: StartTlsResult | None = None
+    if opened.failure is None:
+        banner = expect((yield ReadBanner()), SessionResult)
+        hello = expect((yield SayHello(findings.helo)), HelloResult)
+        transcript += banner.transcript + hello.transcript
+        duration += banner.duration + hello.duration
+        if banner.failure is None and hello.failure is None:
+            started = expect((yield StartTls(findings.helo, verify=False)), StartTlsResult)
+            transcript += started.transcript
+            duration += started.duration
+    works = (
+        started is not None
+        and started.failure is None
+        and started.hello is not None
+        and started.hello.reply is not None
+        and started.hello.reply.is_positive
+    )
+    tried = "Connected again and issued STARTTLS accepting any certificate, then EHLO."
+    if not works or started is None or started.hello is None:
+        findings.emit(
+            Probe.STARTTLS,
+            Status.FAIL,
+            _UNVERIFIED_TITLE,
+            tried,
+            "Even without verification the session could not be resumed; the walk ends here.",
+            transcript=transcript,
+            duration=duration,
+        )
+        yield EndSession(polite=False)
+        return None
+    after = dict(started.hello.extensions)
+    findings.facts["tls"]["after"] = _after_facts(after)
+    _went_on(findings, tried, transcript, duration)
+    return after
+
+
+def _after_facts(after: Mapping[str, str]) -> dict[str, Any]:
+    """What the server offers once encrypted."""
+    return {
+        "extensions": dict(after),
+        "keywords": sorted(after),
+        "auth": after.get("AUTH", "").upper().split(),
+    }
+
+
+def implicit_unverified(findings: Findings, opened: SessionResult) -> bool:
+    """Implicit TLS reopened without verification: True when it connected (a WARN step)."""
+    if opened.failure is not None:
+        return False
+    _went_on(
+        findings,
+        "Connected again with implicit TLS accepting any certificate.",
+        opened.transcript,
+        opened.duration,
+    )
+    return True
+
+
+def _went_on(findings: Findings, tried: str, transcript: Lines, duration: float) -> None:
+    """The walk goes on unverified: a fact for the catalog, a WARN step for the reader."""
+    findings.facts["tls"]["continued_unverified"] = True
+    findings.emit(
+        Probe.STARTTLS,
+        Status.WARN,
+        _UNVERIFIED_TITLE,
+        tried,
+        _UNVERIFIED_PROVES,
+        transcript=transcript,
+        duration=duration,
+    )
 
 
 def _not_offered(findings: Findings) -> None:
@@ -130,34 +230,29 @@ def _conclude(findings: Findings, started: StartTlsResult, address: str) -> Aski
         yield from handshake_failed(findings, started.failure, started, address, implicit=False)
         return False
     if started.failure is not None:
-        facts["state"] = started.failure.kind
         facts["error"] = started.failure.detail
-        return findings.fail(
+        return findings.broke(
             Probe.STARTTLS,
-            started.failure.kind,
-            started.failure.detail,
+            facts,
+            started,
             title=title,
             tried=tried,
             proves=f"The session broke during STARTTLS ({started.failure.detail}).",
-            transcript=started.transcript,
-            duration=started.duration,
         )
     assert reply is not None
     if reply.code != 220:
-        facts["state"] = "refused"
-        findings.fail(
+        findings.refused(
             Probe.STARTTLS,
-            "reply",
-            str(reply),
+            facts,
             reply,
+            started,
             title=title,
             tried=tried,
             proves=(
                 f"The server offers STARTTLS but refuses to start it ({reply}): its TLS "
                 "setup is broken (no usable certificate or key)."
             ),
-            transcript=started.transcript,
-            duration=started.duration,
+            state="refused",
         )
         yield EndSession(polite=True)
         return False
@@ -185,11 +280,7 @@ def _conclude(findings: Findings, started: StartTlsResult, address: str) -> Aski
         yield EndSession(polite=hello is not None and hello.failure is None)
         return False
     after = dict(hello.extensions)
-    facts["after"] = {
-        "extensions": after,
-        "keywords": sorted(after),
-        "auth": after.get("AUTH", "").upper().split(),
-    }
+    facts["after"] = _after_facts(after)
     cert = facts.get("cert") or {}
     proves = (
         f"TLS works ({facts['version']}, {facts['cipher']}); the certificate for "

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from lab.diagnosis.probes.context import ProbeContext
+from lab.diagnosis.probes.context import ProbeContext, insecure_context
 from lab.diagnosis.probes.failures import EXPECTED, failure_of
 from lab.diagnosis.requests import (
     Ack,
@@ -71,7 +71,7 @@ class MainSession:
         tls = None
         if request.implicit_tls:
             try:
-                tls = context.verify_context()
+                tls = context.verify_context() if request.verify else insecure_context()
             except (OSError, ssl.SSLError) as error:
                 detail = f"cannot load trusted certificates from {context.target.ca_file}: {error}"
                 session.note(detail)
@@ -128,7 +128,7 @@ class MainSession:
         if session is None:
             return StartTlsResult(failure=Failure("closed", "the session is not open"))
         try:
-            tls = context.verify_context()
+            tls = context.verify_context() if request.verify else insecure_context()
         except (OSError, ssl.SSLError) as error:
             detail = f"cannot load trusted certificates from {context.target.ca_file}: {error}"
             return StartTlsResult(failure=Failure("tls", detail), transcript=self._take())
