@@ -22,6 +22,7 @@ from lab.runtime import BACKENDS, get_backend
 
 if TYPE_CHECKING:
     from lab.runtime.base import Backend
+    from lab.scenario.model import Scenario
 
     # argparse's subparsers action is generic only to the type checker.
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -50,6 +51,25 @@ def add_backend_option(sub: argparse.ArgumentParser) -> None:
         help="where nodes run (default: $SMTPLAB_BACKEND, else docker when an engine "
         "answers and the node image is built or can be, else local)",
     )
+
+
+def add_mta_option(sub: argparse.ArgumentParser) -> None:
+    """`--mta NAME` for commands that run a scenario's mail servers."""
+    sub.add_argument(
+        "--mta",
+        choices=["lab", "postfix"],
+        default=None,
+        help="run every relay and mx as this program (default: $SMTPLAB_MTA, else each "
+        "node's own `software`); postfix needs the docker backend",
+    )
+
+
+def load_scenario(reference: str, mta: str | None) -> Scenario:
+    """The scenario `reference` (`lab.catalog.load`), its mail servers run by `--mta`."""
+    from lab.catalog import load
+    from lab.scenario.mta import chosen_mta, with_mta
+
+    return with_mta(load(reference), chosen_mta(mta))
 
 
 def run_async(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab import render
-from lab.catalog import load, scenario_paths
+from lab.catalog import scenario_paths
 from lab.cli.common import (
     add_backend_option,
     add_command,
+    add_mta_option,
     err,
+    load_scenario,
     out,
     pick_backend,
     progress,
@@ -22,6 +24,7 @@ from lab.cli.common import (
 )
 from lab.errors import UsageError
 from lab.runtime.base import running_lab
+from lab.runtime.software import SoftwareUnsupported
 
 if TYPE_CHECKING:
     from lab.cli.common import Commands
@@ -37,6 +40,7 @@ def add_parsers(commands: Commands) -> None:
     )
     sub.add_argument("scenario", metavar="SCENARIO", help="an id from `smtplab list` or a file")
     add_backend_option(sub)
+    add_mta_option(sub)
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--fix", action="store_true", help="send with the scenario's fix applied")
 
@@ -45,6 +49,7 @@ def add_parsers(commands: Commands) -> None:
     )
     sub.add_argument("scenarios", nargs="*", metavar="SCENARIO|PATH")
     add_backend_option(sub)
+    add_mta_option(sub)
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--results", type=Path, help="also write the results as JSON to this file")
     sub.add_argument(
@@ -59,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`smtplab run SCENARIO`."""
     from lab.runs import run_once
 
-    scenario = load(args.scenario)
+    scenario = load_scenario(args.scenario, args.mta)
     backend = pick_backend(args.backend)
     settings_ = scenario.client[1].settings
     if args.fix:
@@ -84,15 +89,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """`smtplab verify [SCENARIO|PATH...]`: non-zero when anything differs."""
     from lab.verify import verify
 
-    scenarios = [load(str(path)) for path in scenario_paths(args.scenarios)]
+    scenarios = [load_scenario(str(path), args.mta) for path in scenario_paths(args.scenarios)]
     backend = pick_backend(args.backend)
 
     async def work() -> Any:
         results = []
         for index, scenario in enumerate(scenarios, 1):
             label = f"[{index}/{len(scenarios)}] {scenario.id} on {backend.name}"
+            try:
+                topology = backend.plan(scenario)
+            except SoftwareUnsupported as refused:
+                # `--mta postfix` over the catalog: what Postfix cannot play is skipped, said so.
+                err.print(f"{scenario.id}: skipped: {refused}", markup=False)
+                continue
             with progress(label, quiet=args.json):
-                async with running_lab(scenario, backend) as lab:
+                async with running_lab(topology.scenario, backend) as lab:
                     results.append(await verify(lab, backend=backend))
         return results
 
