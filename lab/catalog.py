@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 from lab.config import settings
@@ -41,6 +42,9 @@ def find_scenario(reference: str, directory: Path | None = None) -> Path:
     raise UnknownScenario(f"unknown scenario {reference!r}; known: {known}")
 
 
+SCENARIO_SUFFIXES = (".yaml", ".yml")
+
+
 def scenario_paths(references: list[str]) -> list[Path]:
     """The files that `references` name: a directory stands for its `*.yaml` files, ids and
     files for themselves; none at all for the whole catalog.
@@ -53,7 +57,11 @@ def scenario_paths(references: list[str]) -> list[Path]:
     paths: list[Path] = []
     for reference in references:
         path = Path(reference)
-        if path.is_dir():
+        if path.suffix in SCENARIO_SUFFIXES and os.path.lexists(path) and not path.is_file():
+            # Named as a file but not one (a directory, a FIFO, a dangling or looping
+            # symlink): the loader says which, as `file: what`.
+            paths.append(path)
+        elif path.is_dir():
             found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
             if not found:
                 raise UnknownScenario(f"{reference}: no scenario files (*.yaml) in this directory")

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from lab.runtime.base import Backend
+    from lab.scenario.model import Scenario
 
     # argparse's subparsers action is generic only to the type checker.
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -68,6 +69,25 @@ def fitted_table(title: str, columns: list[str]) -> Table:
     for column in columns[1:]:
         table.add_column(column, no_wrap=column in ("level", "severity"))
     return table
+
+
+def add_mta_option(sub: argparse.ArgumentParser) -> None:
+    """`--mta NAME` for commands that run a scenario's mail servers."""
+    sub.add_argument(
+        "--mta",
+        choices=["lab", "postfix"],
+        default=None,
+        help="run every relay and mx as this program (default: $SMTPLAB_MTA, else each "
+        "node's own `software`); postfix needs the docker backend",
+    )
+
+
+def load_scenario(reference: str, mta: str | None) -> Scenario:
+    """The scenario `reference` (`lab.catalog.load`), its mail servers run by `--mta`."""
+    from lab.catalog import load
+    from lab.scenario.mta import chosen_mta, with_mta
+
+    return with_mta(load(reference), chosen_mta(mta))
 
 
 def run_async(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

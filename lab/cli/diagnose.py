@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.catalog import load
 from lab.cli.common import (
     WIDE_TABLE,
     add_backend_option,
     add_command,
+    add_mta_option,
     err,
     fitted_table,
+    load_scenario,
     out,
     pick_backend,
     progress,
@@ -65,6 +66,7 @@ def add_parsers(commands: Commands) -> None:
     sub = add_command(commands, "diagnose", cmd_diagnose, DIAGNOSE_HELP)
     _diagnose_parser(sub)
     add_backend_option(sub)
+    add_mta_option(sub)
 
     sub = add_command(
         commands, "catalog", cmd_catalog, "List the faults the diagnosis engine can name."
@@ -233,6 +235,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         raise UsageError("name a scenario (see `smtplab list`) or give --server HOST")
     if args.scenario and given:
         raise UsageError(f"{', '.join(given)}: only with --server (a scenario has its settings)")
+    if args.server and args.mta:
+        raise UsageError("--mta is for scenarios; --server talks to the server directly")
     if args.server and args.backend:
         raise UsageError("--backend is for scenarios; --server talks to the server directly")
     quiet = args.json or args.markdown
@@ -241,7 +245,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         if args.server:
             settings_, target = _server_settings(args)
             return await _diagnose_streaming(target, settings_, args, quiet=quiet)
-        scenario = load(args.scenario)
+        scenario = load_scenario(args.scenario, args.mta)
         backend = pick_backend(args.backend)
         from lab.diagnosis.target import LabTarget
 

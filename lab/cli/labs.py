@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab import render
-from lab.catalog import load
 from lab.cli.common import (
     add_backend_option,
     add_command,
+    add_mta_option,
     engine_errors,
+    load_scenario,
     out,
     pick_backend,
     progress,
@@ -66,6 +67,7 @@ def add_parsers(commands: Commands) -> None:
         help="local backend: keep the lab's files (relay queue, mailboxes) in DIR and resume "
         "them when a lab is started on the same DIR again; kept after the lab stops",
     )
+    add_mta_option(sub)
 
     sub = add_command(commands, "down", cmd_down, "Stop a lab started with `smtplab up`.")
     sub.add_argument("lab", nargs="?", metavar="LAB", help="a lab id from `smtplab labs`")
@@ -104,7 +106,7 @@ def _labs_dir() -> Path:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """`smtplab up SCENARIO`: docker labs stay up after the command; local ones until Ctrl-C."""
-    scenario = load(args.scenario)
+    scenario = load_scenario(args.scenario, args.mta)
     backend = pick_backend(args.backend)
     from lab.runtime.docker import DockerBackend
     from lab.runtime.local import LocalBackend

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab import render
-from lab.catalog import load, scenario_paths
+from lab.catalog import scenario_paths
 from lab.cli.common import (
     add_backend_option,
     add_command,
+    add_mta_option,
     err,
+    load_scenario,
     out,
     pick_backend,
     progress,
@@ -22,6 +24,7 @@ from lab.cli.common import (
 )
 from lab.errors import UsageError
 from lab.runtime.base import running_lab
+from lab.runtime.software import SoftwareUnsupported
 
 if TYPE_CHECKING:
     from lab.cli.common import Commands
@@ -39,6 +42,7 @@ def add_parsers(commands: Commands) -> None:
     )
     sub.add_argument("scenario", metavar="SCENARIO", help="an id from `smtplab list` or a file")
     add_backend_option(sub)
+    add_mta_option(sub)
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--fix", action="store_true", help="send with the scenario's fix applied")
 
@@ -47,6 +51,7 @@ def add_parsers(commands: Commands) -> None:
     )
     sub.add_argument("scenarios", nargs="*", metavar="SCENARIO|PATH")
     add_backend_option(sub)
+    add_mta_option(sub)
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--results", type=Path, help="also write the results as JSON to this file")
     sub.add_argument(
@@ -68,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`smtplab run SCENARIO`."""
     from lab.runs import run_once
 
-    scenario = load(args.scenario)
+    scenario = load_scenario(args.scenario, args.mta)
     backend = pick_backend(args.backend)
     settings_ = scenario.client[1].settings
     changes: dict[str, tuple[str, str]] = {}
@@ -150,15 +155,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """`smtplab verify [SCENARIO|PATH...]`: non-zero when anything differs."""
     from lab.verify import verify
 
-    scenarios = [load(str(path)) for path in scenario_paths(args.scenarios)]
+    scenarios = [load_scenario(str(path), args.mta) for path in scenario_paths(args.scenarios)]
     backend = pick_backend(args.backend)
+
+    playable = []
+    for scenario in scenarios:
+        try:
+            playable.append(backend.plan(scenario).scenario)
+        except SoftwareUnsupported as refused:
+            # `--mta postfix` over the catalog: what Postfix cannot play is skipped, said so.
+            err.print(f"{scenario.id}: skipped: {refused}", markup=False)
 
     async def work() -> Any:
         if args.jobs > 1:
-            return await _verify_concurrently(scenarios, backend, args.jobs, quiet=args.json)
+            return await _verify_concurrently(playable, backend, args.jobs, quiet=args.json)
         results = []
-        for index, scenario in enumerate(scenarios, 1):
-            label = f"[{index}/{len(scenarios)}] {scenario.id} on {backend.name}"
+        for index, scenario in enumerate(playable, 1):
+            label = f"[{index}/{len(playable)}] {scenario.id} on {backend.name}"
             with progress(label, quiet=args.json):
                 async with running_lab(scenario, backend) as lab:
                     results.append(await verify(lab, backend=backend))

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from lab.nodes.config import load_node_config
+from lab.scenario.vocabulary import MtaSoftware
 
 ROLES = ("dns", "relay", "mx", "client", "router")
 
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             from lab.nodes import router
 
             asyncio.run(router.serve(config))
+        elif config.software is MtaSoftware.POSTFIX:
+            from lab.nodes.postfix import program
+
+            return program.serve(config)
         else:
             from lab.nodes.mailserver import server
 

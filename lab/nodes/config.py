@@ -23,6 +23,7 @@ from lab.scenario.model import (
     ListenerTls,
     MailboxState,
     MailSettings,
+    MtaSoftware,
     PortPolicy,
     SendAsPolicy,
     TlsVersions,
@@ -215,6 +216,8 @@ class MailServerConfig(NodeConfig):
     drop_during_data: bool = False
     send_as: SendAsPolicy = SendAsPolicy.ANY
     flavour: Flavour = Flavour.LAB
+    software: MtaSoftware = MtaSoftware.LAB
+    postfix: dict[str, str] = Field(default={}, description="Extra main.cf parameters.")
     fault_exempt: list[str] = Field(
         default=[],
         description="Client addresses the greeting faults (tarpit, delay, 554, rate limit) "

@@ -469,8 +469,16 @@ class LocalBackend:
         return None
 
     def plan(self, scenario: Scenario) -> Topology:
-        """Default subnets: nothing is created on the host, so none can collide."""
-        return resolve(scenario)
+        """Default subnets: nothing is created on the host, so none can collide.
+
+        Raises:
+            SoftwareUnsupported: a mail server node is not the lab's own (`software:`).
+        """
+        from lab.runtime.software import refuse_foreign_software
+
+        topology = resolve(scenario)
+        refuse_foreign_software(topology)
+        return topology
 
     async def up(self, topology: Topology) -> LocalLab:
         """Start a lab; on failure everything started so far is stopped."""

@@ -17,6 +17,7 @@ from lab.scenario.vocabulary import (
     Flavour,
     ListenerTls,
     MailboxState,
+    MtaSoftware,
     SendAsPolicy,
     TlsVersions,
 )
@@ -99,6 +100,15 @@ class MailServerNode(NodeBase):
 
     network: NodeName
     hostname: Hostname
+    software: MtaSoftware = Field(
+        default=MtaSoftware.LAB,
+        description="'lab' (the lab's own server) or 'postfix' (real Postfix; docker backend).",
+    )
+    postfix: dict[str, str] = Field(
+        default={},
+        description="Extra main.cf parameters for a Postfix node (e.g. "
+        "smtpd_client_connection_count_limit); refused on the lab's own server.",
+    )
     ptr: str | None = Field(
         default="auto",
         description="Reverse DNS: 'auto' (the hostname), another name, or null for none.",

@@ -139,3 +139,10 @@ class Level(StrEnum):
     BEGINNER = "beginner"
     INTERMEDIATE = "intermediate"
     ADVANCED = "advanced"
+
+
+class MtaSoftware(StrEnum):
+    """Which program serves a mail server node."""
+
+    LAB = "lab"  # the lab's own aiosmtpd server (`lab.nodes.mailserver`)
+    POSTFIX = "postfix"  # real Postfix, configured from the same policy (`lab.nodes.postfix`)

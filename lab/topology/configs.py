@@ -175,6 +175,8 @@ def mail_server_config(
         drop_during_data=spec.drop_during_data,
         send_as=spec.send_as if isinstance(spec, RelayNode) else SendAsPolicy.ANY,
         flavour=spec.flavour,
+        software=spec.software,
+        postfix=spec.postfix,
         fault_exempt=[str(address) for address in addresses[name].values()],
     )
 

@@ -80,7 +80,7 @@ async def test_port_nothing_listens_on_is_refused(
     started = time.monotonic()
     with pytest.raises(ConnectRefused):
         await net.connector_for("laptop").open_connection(relay, 2525, timeout=2)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2, "refused at once, not after the timeout"
 
 
 async def test_rejecting_router_refuses() -> None:

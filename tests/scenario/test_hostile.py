@@ -1,10 +1,12 @@
 """Hostile scenario files: every one ends in exit 2 and one `file[:line]: what` line per
-problem, within 5 s and 200 MB, and none of them breaks `smtplab list` for the others.
+problem, inside a process whose data segment is capped (a file that made the loader grow
+past the cap would end in a MemoryError traceback), and none of them breaks `smtplab list`
+for the others.
 
 The corpus is `tests/data/hostile/` (each file's header says what it must produce) plus the
 files made here at test time: the large ones, FIFOs, devices, links, directories.
-The bounds are generous limits a hostile file must stay under (the issue saw 4 GB and four
-minutes), not measurements of speed.
+The cap is a generous limit (the issue saw 4 GB and four minutes); the figures, CPU time and
+peak RSS per file, are printed by `benchmarks/hostile_files.py`, not asserted here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -25,8 +28,8 @@ from lab.errors import MAX_PROBLEMS
 Results = dict[str, dict[str, object]]
 CORPUS = Path(__file__).parents[1] / "data" / "hostile"
 HAPPY = Path(__file__).parents[2] / "scenarios" / "happy-path.yaml"
-SECONDS = 5.0
-RSS_MB = 200
+SECONDS = 5.0  # per file, for the whole run's timeout: a file that blocks ends the run
+DATA_CAP = 512 * 1024**2  # RLIMIT_DATA of the validating process (it starts near 40 MB)
 
 # name -> (how to make it in a directory, what the line must say)
 GENERATED: dict[str, tuple[Callable[[Path], object], str]] = {
@@ -66,29 +69,25 @@ GENERATED: dict[str, tuple[Callable[[Path], object], str]] = {
 }
 
 # Runs every file through `smtplab validate` in one child process, in turn, and reports for
-# each its exit code, stderr, CPU seconds (wall time would measure the other work on a shared
-# machine; a file that blocks instead is caught by the run's timeout) and the process's peak
-# RSS so far (which bounds the peak while that file was read).
+# each its exit code and stderr (a MemoryError under the cap is a traceback there).
 DRIVER = r"""
-import io, json, resource, sys, time, traceback
+import io, json, sys, traceback
 from lab.cli import main
 from lab.cli import common
 for path in sys.argv[1:]:
     buffer = io.StringIO()
     common.err.file = buffer
-    started = time.process_time()
     try:
         code = main(["validate", path])
     except BaseException:
         code, buffer = None, io.StringIO(traceback.format_exc())
-    print(json.dumps({
-        "path": path,
-        "code": code,
-        "stderr": buffer.getvalue(),
-        "seconds": time.process_time() - started,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }), flush=True)
+    print(json.dumps({"path": path, "code": code, "stderr": buffer.getvalue()}), flush=True)
 """
+
+
+def cap_data_segment() -> None:
+    """In the child, before exec: a loader that balloons hits MemoryError, not the host."""
+    resource.setrlimit(resource.RLIMIT_DATA, (DATA_CAP, DATA_CAP))
 
 
 def _sparse(path: Path, size: int) -> None:
@@ -125,6 +124,7 @@ def results(hostile_dir: Path) -> Results:
         capture_output=True,
         text=True,
         timeout=SECONDS * len(paths) + 60,
+        preexec_fn=cap_data_segment,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines()]
@@ -149,8 +149,6 @@ def check(row: dict[str, object], path: Path, expect: str, line: int | None) -> 
     assert expect in stderr, stderr
     if line is not None:
         assert any(text.startswith(f"{path}:{line}: ") for text in lines), stderr
-    assert float(str(row["seconds"])) < SECONDS
-    assert float(str(row["rss_mb"])) < RSS_MB
 
 
 @pytest.mark.parametrize("name", [path.stem for path in STATIC])
@@ -172,28 +170,20 @@ def test_many_problems_are_capped(results: Results) -> None:
 
 @pytest.mark.parametrize("name", ["fifo", "symlink-dev-zero", "alias-bomb-lists"])
 def test_cli_process_ends_with_one_line(name: str, hostile_dir: Path) -> None:
-    """The real command, in its own process: bounded, exit 2, one line, and the peak RSS
-    of that process (RUSAGE_CHILDREN of a wrapper that runs only it) under the bound."""
+    """The real command, in its own process under the data cap: exit 2, one line."""
     path = hostile_dir / f"{name}.yaml"
-    wrapper = (
-        "import resource, subprocess, sys; "
-        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-        "sys.stdout.write(done.stderr); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024); "
-        "sys.exit(done.returncode)"
-    )
     done = subprocess.run(
-        [sys.executable, "-c", wrapper, sys.executable, "-m", "lab.cli", "validate", str(path)],
+        [sys.executable, "-m", "lab.cli", "validate", str(path)],
         capture_output=True,
         text=True,
         timeout=30,
+        preexec_fn=cap_data_segment,
     )
-    *lines, rss_mb = done.stdout.splitlines()
+    lines = done.stderr.splitlines()
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{path}:"), lines
     assert "Traceback" not in done.stdout + done.stderr
-    assert int(rss_mb) < RSS_MB
 
 
 def test_list_shows_the_good_and_marks_the_broken(hostile_dir: Path, tmp_path: Path) -> None:

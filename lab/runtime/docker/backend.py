@@ -93,12 +93,22 @@ class DockerBackend:
                 f"no Docker engine answers at {where} ({first_line(error)}); "
                 "start one (.ci/install-docker does) or use the local backend"
             )
+        # The probe may fail fast; the lab's own calls get the patience of a busy engine.
+        probe.api.timeout = ENGINE_TIMEOUT
         self._client = probe
         return None
 
     def plan(self, scenario: Scenario) -> Topology:
-        """`scenario` resolved onto subnets that are free on this host."""
-        return resolve(scenario, docker_subnets(scenario, self.client), data_root=DATA_ROOT)
+        """`scenario` resolved onto subnets that are free on this host.
+
+        Raises:
+            SoftwareUnsupported: a Postfix node's policy cannot be expressed in Postfix.
+        """
+        from lab.runtime.software import refuse_unexpressible
+
+        topology = resolve(scenario, docker_subnets(scenario, self.client), data_root=DATA_ROOT)
+        refuse_unexpressible(topology)
+        return topology
 
     async def up(self, topology: Topology) -> DockerLab:
         """Create and start a lab; on failure everything created so far is removed.

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from lab.wire.capture import Capture
 
 READY_TIMEOUT = 15.0
+# Postfix starts a dozen processes and checks its queue before it listens (and postgrey is
+# a perl daemon): seconds on an idle host, far more on a busy one.
+POSTFIX_READY_TIMEOUT = 60.0
 
 # What must hold before a node counts as up, given what its container runs.
 ReadinessFactory = Callable[[NodePlan, Topology], list[WaitStrategy]]
@@ -286,10 +289,19 @@ class DockerLab:
 
     def checks(self, node: NodePlan) -> list[WaitStrategy]:
         """What must hold before `node` counts as up (`lab.runtime.readiness`)."""
+        from lab.nodes.config import MailServerConfig
+        from lab.scenario.vocabulary import MtaSoftware
+
         found = self.readiness(node, self._topology)
         if node.kind != "router":
             found.append(LogLine(INIT_DONE))  # routes set, NET_ADMIN dropped
-        return [check.with_startup_timeout(self.ready_timeout) for check in found]
+        timeout = self.ready_timeout
+        if (
+            isinstance(node.config, MailServerConfig)
+            and node.config.software is MtaSoftware.POSTFIX
+        ):
+            timeout = max(timeout, POSTFIX_READY_TIMEOUT)
+        return [check.with_startup_timeout(timeout) for check in found]
 
     def _wait_ready(self, nodes: list[NodePlan]) -> None:
         """Every check of every node in `nodes`, concurrently (never a fixed sleep).

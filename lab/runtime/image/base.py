@@ -24,9 +24,12 @@ BASE_REPOSITORY = "smtplab-base"
 ONLINE_BASE = "python:3.11-slim"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-BASE_PACKAGES = ("python3", "iproute2", "iptables", "ca-certificates", "tcpdump")
+# Postfix, postgrey (greylisting policy server, with the perl TLS defaults it needs) and Cyrus
+# SASL (saslpasswd2, sasldb) run real-MTA nodes (`software: postfix`, `lab.nodes.postfix`).
+MTA_PACKAGES = ("postfix", "postgrey", "sasl2-bin", "libsasl2-modules", "perl-openssl-defaults")
+BASE_PACKAGES = ("python3", "iproute2", "iptables", "ca-certificates", "tcpdump", *MTA_PACKAGES)
 # What the online base lacks (python:3.11-slim has Python and CA certificates).
-ONLINE_APT_PACKAGES = ("iproute2", "iptables", "tcpdump")
+ONLINE_APT_PACKAGES = ("iproute2", "iptables", "tcpdump", *MTA_PACKAGES)
 # Bump when the root filesystem is made differently (RECIPE in `lab.runtime.image.sources`:
 # when the way images are put together changes).
 ROOTFS_RECIPE = "1"
