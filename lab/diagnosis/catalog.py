@@ -46,7 +46,7 @@ FACT_SECTIONS = frozenset(
         "outcome",
     }
 )
-TEMPLATE_SECTIONS = FACT_SECTIONS | {"account", "suggest"}
+TEMPLATE_SECTIONS = FACT_SECTIONS | {"account", "suggest", "hop"}
 OPERATORS = frozenset({"re", "present", "gte", "lte", "gt", "lt", "not"})
 COMBINATORS = frozenset({"any", "all", "not"})
 UNKNOWN = "(unknown)"
