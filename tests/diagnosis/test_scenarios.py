@@ -126,3 +126,24 @@ def test_healthy_path_is_all_green(diagnoses: dict[str, Outcome]) -> None:
     ]
     assert diagnosis.severity is Status.OK
     assert "correct-horse" not in str([step.transcript for step in steps])
+
+
+def test_submission_on_465_only_changes_port_and_security(
+    diagnoses: dict[str, Outcome],
+) -> None:
+    outcome = diagnoses["submission-465-only"]
+    assert not isinstance(outcome, BaseException)
+    steps, diagnosis = outcome
+    ports = next(step for step in steps if step.probe is Probe.PORTS)
+    assert ports.evidence["refused"] == [25, 587, 2525]
+    assert ports.evidence["suggested"]["port"] == 465
+    # the login alone would still go to a port nobody answers: port and security change too
+    settings = diagnosis.remedy.settings
+    assert (settings["port"], settings["security"]) == (465, "tls")
+    assert settings["auth"]["user"] == "alice@example.com"
+    fix = steps[-1]
+    assert fix.probe is Probe.FIX and fix.status is Status.OK
+    assert "port 465, security tls" in fix.proves
+    assert diagnosis.fix_verified is True
+    assert "delivered to bob@example.net" in (diagnosis.fix_outcome or "")
+    assert "mail.example.com 465" in diagnosis.confirm
