@@ -142,8 +142,43 @@ def test_submission_on_465_only_changes_port_and_security(
     assert (settings["port"], settings["security"]) == (465, "tls")
     assert settings["auth"]["user"] == "alice@example.com"
     fix = steps[-1]
-    assert fix.probe is Probe.FIX and fix.status is Status.OK
+    assert fix.probe is Probe.FIX
+    assert fix.status is Status.OK
     assert "port 465, security tls" in fix.proves
     assert diagnosis.fix_verified is True
     assert "delivered to bob@example.net" in (diagnosis.fix_outcome or "")
     assert "mail.example.com 465" in diagnosis.confirm
+
+
+def test_office_nat_limit_names_who_must_act_not_a_setting(
+    diagnoses: dict[str, Outcome],
+) -> None:
+    outcome = diagnoses["office-nat-connection-limit"]
+    assert not isinstance(outcome, BaseException)
+    steps, diagnosis = outcome
+    banner = next(step for step in steps if step.probe is Probe.BANNER)
+    assert banner.status is Status.FAIL
+    assert any(
+        "421 4.7.0" in line.text and "too many connections from" in line.text
+        for line in banner.transcript
+    )
+    assert diagnosis.node == "relay"
+    assert not diagnosis.remedy.settings
+    assert diagnosis.fix_verified is None
+    assert "who must act" in diagnosis.remedy.text
+    assert "per-address limit" in diagnosis.remedy.text
+
+
+def test_isp_outage_is_network_unreachable_not_a_timeout(diagnoses: dict[str, Outcome]) -> None:
+    outcome = diagnoses["isp-outage"]
+    assert not isinstance(outcome, BaseException)
+    steps, diagnosis = outcome
+    ports = next(step for step in steps if step.probe is Probe.PORTS)
+    assert ports.status is Status.FAIL
+    assert ports.evidence["unreachable"] == "network"
+    assert {row["state"] for row in ports.evidence["results"]} == {"unreachable"}
+    assert ports.duration < 1.0, "an ICMP answer, not a timeout"
+    assert diagnosis.entry != "connect-timeout-everywhere"
+    assert diagnosis.node == "isp"
+    assert not diagnosis.remedy.settings
+    assert "internet provider (ISP)" in diagnosis.remedy.text
