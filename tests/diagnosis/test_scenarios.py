@@ -54,6 +54,14 @@ def diagnoses() -> dict[str, Outcome]:
     return asyncio.run(_diagnose_all())
 
 
+def diagnosed(diagnoses: dict[str, Outcome], scenario: str) -> tuple[list[Step], Diagnosis]:
+    """One scenario's walk and verdict; its error re-raised."""
+    outcome = diagnoses[scenario]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 def _remedy_has_settings(entry_id: str) -> bool:
     entry = next(entry for entry in load_catalog().entries if entry.id == entry_id)
     return bool(entry.remedy.settings or entry.remedy.optional)
@@ -131,9 +139,7 @@ def test_healthy_path_is_all_green(diagnoses: dict[str, Outcome]) -> None:
 def test_submission_on_465_only_changes_port_and_security(
     diagnoses: dict[str, Outcome],
 ) -> None:
-    outcome = diagnoses["submission-465-only"]
-    assert not isinstance(outcome, BaseException)
-    steps, diagnosis = outcome
+    steps, diagnosis = diagnosed(diagnoses, "submission-465-only")
     ports = next(step for step in steps if step.probe is Probe.PORTS)
     assert ports.evidence["refused"] == [25, 587, 2525]
     assert ports.evidence["suggested"]["port"] == 465
@@ -153,9 +159,7 @@ def test_submission_on_465_only_changes_port_and_security(
 def test_office_nat_limit_names_who_must_act_not_a_setting(
     diagnoses: dict[str, Outcome],
 ) -> None:
-    outcome = diagnoses["office-nat-connection-limit"]
-    assert not isinstance(outcome, BaseException)
-    steps, diagnosis = outcome
+    steps, diagnosis = diagnosed(diagnoses, "office-nat-connection-limit")
     banner = next(step for step in steps if step.probe is Probe.BANNER)
     assert banner.status is Status.FAIL
     assert any(
@@ -170,9 +174,7 @@ def test_office_nat_limit_names_who_must_act_not_a_setting(
 
 
 def test_isp_outage_is_network_unreachable_not_a_timeout(diagnoses: dict[str, Outcome]) -> None:
-    outcome = diagnoses["isp-outage"]
-    assert not isinstance(outcome, BaseException)
-    steps, diagnosis = outcome
+    steps, diagnosis = diagnosed(diagnoses, "isp-outage")
     ports = next(step for step in steps if step.probe is Probe.PORTS)
     assert ports.status is Status.FAIL
     assert ports.evidence["unreachable"] == "network"
