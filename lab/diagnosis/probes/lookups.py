@@ -100,9 +100,12 @@ async def _lookup_domain(context: ProbeContext, domain: str) -> DomainLookup:
         return DomainLookup(domain, "temporary", error=str(error) or type(error).__name__)
     # A null MX ("0 .", RFC 7505) arrives as [] from the lab's resolver and as the root
     # host from a container's; mixed with real exchangers it is ignored (§3).
+    # Lowest preference first: the primary MX leads, backups follow.
     hosts = tuple(
         host
-        for host in (record.split()[-1].rstrip(".").lower() for record in records)
+        for host in (
+            record.split()[-1].rstrip(".").lower() for record in sorted(records, key=_preference)
+        )
         if host
     )
     if not hosts:
@@ -116,6 +119,12 @@ async def _lookup_domain(context: ProbeContext, domain: str) -> DomainLookup:
     except Exception as error:  # the A fallback could not be checked
         return DomainLookup(domain, "no-mx", error=str(error) or type(error).__name__)
     return DomainLookup(domain, "no-mx", a_fallback=tuple(addresses))
+
+
+def _preference(record: str) -> int:
+    """The preference of an MX record's text ("10 mx.example.net.")."""
+    first = record.split()[0] if record.split() else ""
+    return int(first) if first.isdigit() else 0
 
 
 async def _reverse(context: ProbeContext, address: str) -> str | None:
