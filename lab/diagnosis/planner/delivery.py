@@ -165,7 +165,9 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "last_error": (
             delivery.deferrals[-1].reason
             if delivery.deferrals
-            else " ".join((first.diagnostic or "").split()) if first else ""
+            else " ".join((first.diagnostic or "").split())
+            if first
+            else ""
         ),
         "expired": delivery.expired or _gave_up_retrying(bounced),
         "route_failure": delivery.route_failure,
