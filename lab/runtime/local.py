@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +103,8 @@ class EmulatedNetwork:
     closed: ClosedPort = field(default_factory=ClosedPort)
     inspector: Interposer = field(default_factory=Interposer)  # inspections and impaired lines
     wire: WireLog = field(default_factory=WireLog)
+    # Node -> monotonic time it is switched on again (`down: {until: ...}`).
+    off_until: dict[str, float] = field(default_factory=dict)
     _source_ports: Iterator[int] = field(
         default_factory=lambda: itertools.cycle(range(40000, 60000))
     )
@@ -110,6 +112,15 @@ class EmulatedNetwork:
     def connector_for(self, node: str) -> EmulatedConnector:
         """A connector that opens connections from `node`'s place in the topology."""
         return EmulatedConnector(self, node)
+
+    def verdict(self, source: str, host: str, port: int) -> Verdict:
+        """`path_verdict`, with a host that is off for a while dropping everything, as a
+        switched-off host does."""
+        verdict = path_verdict(self.topology, source, host, port)
+        target = verdict.target
+        if target is not None and time.monotonic() < self.off_until.get(target, 0.0):
+            return replace(verdict, action=Action.DROP, reason=f"{target} is switched off")
+        return verdict
 
     def record(self, source: str, host: str, port: int, verdict: Verdict) -> WireRecord | None:
         """Note a connection attempt that crosses a router (None when it crosses none)."""
@@ -140,7 +151,7 @@ class EmulatedConnector:
 
     async def open_connection(self, host: str, port: int, *, timeout: float) -> Streams:
         """Connect as the topology says: allowed, dropped, rejected or unreachable."""
-        verdict = path_verdict(self.network.topology, self.source, host, port)
+        verdict = self.network.verdict(self.source, host, port)
         record = self.network.record(self.source, host, port, verdict)
         outcome: Outcome | None = None
         try:
@@ -347,6 +358,11 @@ class LocalLab:
             }
         )
         await self._check_ready(servers)
+        # Servers that come back later are switched off from now on: the lab's start.
+        now = time.monotonic()
+        for name, node in topology.nodes.items():
+            if node.back_after is not None:
+                self.network.off_until[name] = now + node.back_after
 
     async def _check_ready(self, servers: dict[str, MailServerConfig]) -> None:
         """Ready means a banner was read on every plain listener, never a sleep."""

@@ -38,6 +38,9 @@ else
 fi
 if [ -n "$off" ]; then
     iptables -w -P INPUT DROP || exit 97
+    case "$off" in
+        back-after=*) (sleep "${off#back-after=}" && iptables -w -P INPUT ACCEPT) & ;;
+    esac
 fi
 echo "smtplab-init: routes set"
 exec setpriv --bounding-set=-net_admin -- "$@"
@@ -47,7 +50,11 @@ INIT_DONE = "smtplab-init: routes set"
 
 
 def with_lab_route(
-    command: list[str], gateway: IPv4Address | None, *, switched_off: bool = False
+    command: list[str],
+    gateway: IPv4Address | None,
+    *,
+    switched_off: bool = False,
+    back_after: float | None = None,
 ) -> list[str]:
     """`command`, run after fixing the default route and dropping `NET_ADMIN`.
 
@@ -58,9 +65,13 @@ def with_lab_route(
     client waits out its connect timeout, as `path_verdict` says. The container
     needs `NET_ADMIN` for this; `setpriv` removes it from the bounding set
     before the program starts, so the program cannot route around the ISP
-    (`docker exec` still has it, for inspection).
+    (`docker exec` still has it, for inspection). A host that comes back
+    (`back_after` seconds) runs its program behind the same firewall, which a
+    background shell, forked before `NET_ADMIN` is dropped, opens at that time.
     """
     off = "off" if switched_off else ""
+    if back_after is not None:
+        off = f"back-after={back_after:.3f}"
     return ["sh", "-c", INIT_SCRIPT, "smtplab-init", str(gateway or ""), off, *command]
 
 
