@@ -92,11 +92,8 @@ async def test_the_backup_mx_queues_until_the_primary_comes_back(lab: Lab) -> No
     (delivered,) = of(lab, "mx2", "delivered")
     assert delivered["host"].startswith("mx.example.net[")
     assert delivered["ts"] > deferred[-1]["ts"]
-    # The primary was switched off for its downtime, not longer: 30 world minutes at 120x.
-    back_after = lab.topology.nodes["mx"].back_after
-    assert back_after == pytest.approx(15.0)
-    queued = of(lab, "mx2", "queued")[0]["ts"]
-    assert delivered["ts"] - queued < back_after + 5
+    # 30 world minutes at 120x: the primary is off for the first 15 lab seconds.
+    assert lab.topology.nodes["mx"].back_after == pytest.approx(15.0)
 
 
 @scenario_lab("backup-mx-backscatter")

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from lab.nodes.events import read_events
 from lab.nodes.inspection import Interposer
 from lab.nodes.line import interpose_line
 from lab.runtime.base import Endpoint
+from lab.runtime.downtime import Downtimes
 from lab.scenario.model import ListenerTls, MailServerNode
 from lab.topology import Action, Topology, inspection_for, line_for, path_verdict, resolve
 from lab.topology.paths import Verdict
@@ -103,8 +104,7 @@ class EmulatedNetwork:
     closed: ClosedPort = field(default_factory=ClosedPort)
     inspector: Interposer = field(default_factory=Interposer)  # inspections and impaired lines
     wire: WireLog = field(default_factory=WireLog)
-    # Node -> monotonic time it is switched on again (`down: {until: ...}`).
-    off_until: dict[str, float] = field(default_factory=dict)
+    downtimes: Downtimes = field(default_factory=Downtimes)  # servers that come back later
     _source_ports: Iterator[int] = field(
         default_factory=lambda: itertools.cycle(range(40000, 60000))
     )
@@ -112,15 +112,6 @@ class EmulatedNetwork:
     def connector_for(self, node: str) -> EmulatedConnector:
         """A connector that opens connections from `node`'s place in the topology."""
         return EmulatedConnector(self, node)
-
-    def verdict(self, source: str, host: str, port: int) -> Verdict:
-        """`path_verdict`, with a host that is off for a while dropping everything, as a
-        switched-off host does."""
-        verdict = path_verdict(self.topology, source, host, port)
-        target = verdict.target
-        if target is not None and time.monotonic() < self.off_until.get(target, 0.0):
-            return replace(verdict, action=Action.DROP, reason=f"{target} is switched off")
-        return verdict
 
     def record(self, source: str, host: str, port: int, verdict: Verdict) -> WireRecord | None:
         """Note a connection attempt that crosses a router (None when it crosses none)."""
@@ -151,7 +142,8 @@ class EmulatedConnector:
 
     async def open_connection(self, host: str, port: int, *, timeout: float) -> Streams:
         """Connect as the topology says: allowed, dropped, rejected or unreachable."""
-        verdict = self.network.verdict(self.source, host, port)
+        network = self.network
+        verdict = network.downtimes.apply(path_verdict(network.topology, self.source, host, port))
         record = self.network.record(self.source, host, port, verdict)
         outcome: Outcome | None = None
         try:
@@ -358,11 +350,7 @@ class LocalLab:
             }
         )
         await self._check_ready(servers)
-        # Servers that come back later are switched off from now on: the lab's start.
-        now = time.monotonic()
-        for name, node in topology.nodes.items():
-            if node.back_after is not None:
-                self.network.off_until[name] = now + node.back_after
+        self.network.downtimes.start(topology)
 
     async def _check_ready(self, servers: dict[str, MailServerConfig]) -> None:
         """Ready means a banner was read on every plain listener, never a sleep."""
