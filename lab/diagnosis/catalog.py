@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lab.errors import LabError
-from lab.scenario.model import MailSettingsPatch
+from lab.scenario.model import HopKind, MailSettingsPatch
 
 CATALOG_FILE = "faults.yaml"
 # The top-level sections of the facts (see `lab.diagnosis.planner`); the remedy context
@@ -46,7 +46,7 @@ FACT_SECTIONS = frozenset(
         "outcome",
     }
 )
-TEMPLATE_SECTIONS = FACT_SECTIONS | {"account", "suggest"}
+TEMPLATE_SECTIONS = FACT_SECTIONS | {"account", "suggest", "hop"}
 OPERATORS = frozenset({"re", "present", "gte", "lte", "gt", "lt", "not"})
 COMBINATORS = frozenset({"any", "all", "not"})
 UNKNOWN = "(unknown)"
@@ -158,6 +158,7 @@ class RemedySpec(BaseModel):
     text: str
     settings: dict[str, Any] = {}
     optional: dict[str, Any] = {}
+    acts: str | None = None  # who must act (a template), when no setting fixes it
 
     @field_validator("settings", "optional")
     @classmethod
@@ -187,6 +188,7 @@ class Entry(BaseModel):
     confirm: str
     remedy: RemedySpec
     references: list[str] = []
+    hop: HopKind | None = None  # where the fault lies when the failed step alone does not say
 
     @field_validator("match")
     @classmethod

@@ -357,6 +357,23 @@ class RecipientOutcome:
 
 
 @dataclass(frozen=True)
+class RouteTaken:
+    """One relay's next-hop decision for a recipient domain, and where it then tried.
+
+    `method` is the relay's `RouteMethod` (connector, smarthost, mx, implicit-mx);
+    `tried` holds "host[address]:port" for each delivery attempt, in order.
+    """
+
+    node: str | None
+    domain: str
+    method: str
+    pattern: str | None = None
+    hops: tuple[str, ...] = ()
+    failure: str | None = None
+    tried: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DeliveryResult:
     """Result of `FollowMessage`. `state`: delivered, bounced, deferred or unknown."""
 
@@ -374,6 +391,7 @@ class DeliveryResult:
     # MX hosts): "connect to relay-a...: Connection timed out".
     failovers: tuple[str, ...] = ()
     queued_on: int = 0  # how many servers queued the message on its way
+    routes: tuple[RouteTaken, ...] = ()  # oldest first: the relays the message went through
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.diagnosis.events import Probe, Status
+from lab.diagnosis.hops import delivery_hop, route_summary
 from lab.diagnosis.planner.asking import Asking, expect, polite
 from lab.diagnosis.planner.facts import Findings, human_size, ms, reply_facts
 from lab.diagnosis.requests import (
@@ -195,6 +196,8 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
             and first.reporting_mta
             and _in_domain(first.reporting_mta, first.address.rpartition("@")[2])
         ),
+        "routes": route_summary(delivery.routes),
+        "hop": delivery_hop(delivery),
     }
 
 
