@@ -43,10 +43,6 @@ EXPRESSIBLE = [scenario for scenario, refused in ALL if not refused]
 REFUSED = {scenario.id: refused for scenario, refused in ALL if refused}
 # Verdicts that differ with Postfix: an engine or catalog bug, not a wording difference.
 ENGINE_WRONG: dict[str, str] = {
-    "destination-down": "Postfix's expiry bounce 'connect to mx.example.net[…]:25: Connection "
-    "timed out' is not recognised (unclassified)",
-    "null-mx": "Postfix's bounce 'Domain example.org does not accept mail (nullMX)' is not "
-    "recognised (unclassified)",
     # Delivered either way; the verdict reads what the servers on the way logged, and Postfix
     # nodes log text (maillog), not the lab's delivery events.
     "bridgehead-failover": "the failed connection to relay-a is only in Postfix's maillog, not "

@@ -105,10 +105,10 @@ def follow(findings: Findings) -> Asking[None]:
             duration=delivery.duration,
         )
     elif delivery.state == "bounced" and first is not None:
-        why = "the queue lifetime ran out" if delivery.expired else "a permanent failure"
+        why = "the queue lifetime ran out" if facts["expired"] else "a permanent failure"
         findings.fail(
             Probe.DELIVERY,
-            "expired" if delivery.expired else "bounce",
+            "expired" if facts["expired"] else "bounce",
             first.diagnostic or f"bounced with {first.status}",
             title=title,
             tried=tried,
@@ -166,7 +166,14 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "deferral_statuses": statuses,
         "deferral_text": " | ".join(d.reason for d in delivery.deferrals),
         "deferral_reasons": " | ".join(dict.fromkeys(d.reason for d in delivery.deferrals)),
-        "expired": delivery.expired,
+        "last_error": (
+            delivery.deferrals[-1].reason
+            if delivery.deferrals
+            else " ".join((first.diagnostic or "").split())
+            if first
+            else ""
+        ),
+        "expired": delivery.expired or _gave_up_retrying(bounced),
         "route_failure": delivery.route_failure,
         "recipients": [
             {
@@ -204,3 +211,12 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
 def _in_domain(host: str, domain: str) -> bool:
     host, domain = host.lower().rstrip("."), domain.lower().rstrip(".")
     return bool(domain) and (host == domain or host.endswith("." + domain))
+
+
+def _gave_up_retrying(bounced: list[Any]) -> bool:
+    """A bounce whose status is transient (4.x.x) reports retries that ran out of time.
+
+    RFC 3464 `Action: failed` with the last temporary status is how Postfix returns
+    an expired message ("status 4.4.1, connect to ...: Connection timed out").
+    """
+    return any((recipient.status or "").startswith("4") for recipient in bounced)
