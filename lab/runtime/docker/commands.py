@@ -39,12 +39,16 @@ fi
 if [ -n "$off" ]; then
     iptables -w -P INPUT DROP || exit 97
     case "$off" in
-        back-after=*) (sleep "${off#back-after=}" && iptables -w -P INPUT ACCEPT) & ;;
+        back-after=*) (until [ -e /tmp/smtplab-lab-up ]; do sleep 0.1; done
+            sleep "${off#back-after=}" && iptables -w -P INPUT ACCEPT) & ;;
     esac
 fi
 echo "smtplab-init: routes set"
 exec setpriv --bounding-set=-net_admin -- "$@"
 """
+# Created in a container by the runtime once the whole lab is up: a server that comes back
+# counts its downtime from then.
+LAB_UP_FILE = "/tmp/smtplab-lab-up"
 # What the init script prints once routes (and a switched-off host's firewall) are in place.
 INIT_DONE = "smtplab-init: routes set"
 
@@ -67,7 +71,8 @@ def with_lab_route(
     before the program starts, so the program cannot route around the ISP
     (`docker exec` still has it, for inspection). A host that comes back
     (`back_after` seconds) runs its program behind the same firewall, which a
-    background shell, forked before `NET_ADMIN` is dropped, opens at that time.
+    background shell, forked before `NET_ADMIN` is dropped, opens that long after
+    the runtime created `LAB_UP_FILE` (the whole lab is up).
     """
     off = "off" if switched_off else ""
     if back_after is not None:
