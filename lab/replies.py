@@ -64,6 +64,10 @@ S538_ENCRYPTION_REQUIRED = Reply(
     538, "5.7.11", "Encryption required for requested authentication mechanism"
 )
 S550_USER_UNKNOWN = Reply(550, "5.1.1", "<{address}>: Recipient address rejected: User unknown")
+# Postfix's words for an address of relay_domains missing from relay_recipient_maps.
+S550_UNKNOWN_RELAY_RECIPIENT = Reply(
+    550, "5.1.1", "<{address}>: Recipient address rejected: User unknown in relay recipient table"
+)
 S550_MAILBOX_DISABLED = Reply(550, "5.2.1", "<{address}>: Mailbox disabled")
 S552_OVER_QUOTA = Reply(552, "5.2.2", "<{address}>: Mailbox full")
 S552_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")

@@ -46,6 +46,8 @@ class RecipientFate:
     diagnostic: str | None = None
     remote_mta: str | None = None
     reply_code: int | None = None  # the remote server's reply, when the bounce quotes one
+    reporting_mta: str | None = None  # the server that wrote the bounce
+    bounce: bytes | None = field(default=None, repr=False, compare=False)  # the DSN itself
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ async def follow(lab: Lab, report: RunReport) -> RunReport:
             enhanced=first.status,
             text=first.diagnostic or f"returned to the sender with status {first.status}",
             recipients=fates,
+            bounce=first.bounce,
         )
     if pending:
         text = f"still queued for {', '.join(f.address for f in pending)}"
@@ -208,6 +211,8 @@ def _find_bounce(lab: Lab, sender: str, message_id: str, address: str) -> Recipi
                         diagnostic=recipient.diagnostic_code,
                         remote_mta=recipient.remote_mta,
                         reply_code=recipient.reply_code,
+                        reporting_mta=dsn.reporting_mta,
+                        bounce=raw,
                     )
     return None
 

@@ -226,8 +226,10 @@ def _box(name: str, scenario: Scenario, hidden: bool = False) -> _Box:
     assert isinstance(spec, MailServerNode)
     kind = "relay" if isinstance(spec, RelayNode) else "MX" if isinstance(spec, MxNode) else "SMTP"
     lines.append((spec.hostname, Role.TEXT))
-    if spec.down and not hidden:
+    if spec.down is True and not hidden:
         lines.append(("DOWN: switched off", Role.ALERT))
+    elif spec.down and not hidden:
+        lines.append(("DOWN: back later", Role.ALERT))
     lines.extend((_listener_label(listener), Role.ALLOW) for listener in spec.listeners)
     return _Box(name, kind, tuple(lines))
 

@@ -353,6 +353,7 @@ class RecipientOutcome:
     diagnostic: str | None = None
     reply_code: int | None = None
     remote_mta: str | None = None
+    reporting_mta: str | None = None  # the server that wrote the bounce
 
 
 @dataclass(frozen=True)
@@ -386,6 +387,10 @@ class DeliveryResult:
     remote_address: str | None = None
     transcript: Lines = ()
     duration: float = 0.0
+    # Hosts a server could not reach and went past to its next host at once (bridgeheads,
+    # MX hosts): "connect to relay-a...: Connection timed out".
+    failovers: tuple[str, ...] = ()
+    queued_on: int = 0  # how many servers queued the message on its way
     routes: tuple[RouteTaken, ...] = ()  # oldest first: the relays the message went through
 
 

@@ -29,6 +29,8 @@ CODE_WEIGHT = 3.0
 REPLY_WEIGHT = 0.5
 HINT_WEIGHT, HINT_CAP = 0.5, 1.5
 STAGE_WEIGHT = 0.5
+# A bounce written by a server of the recipient's domain: as strong as a naming phrase.
+RECIPIENT_SIDE_WEIGHT = 3.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ def evaluate(
     """How well one entry's signature fits the recognised text."""
     raw = 0.0
     evidence: list[str] = []
+    if signature.recipient_side:
+        if recognised.recipient_side_bounce is None:
+            return Candidate(entry, signature, 0.0, [])
+        raw += RECIPIENT_SIDE_WEIGHT
+        evidence.append(f"bounce written by {recognised.recipient_side_bounce}")
     patterns, hints = signature.compiled
     phrases = 0.0
     for pattern in patterns:

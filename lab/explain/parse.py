@@ -149,6 +149,9 @@ class Recognised:
     sources: list[str] = field(default_factory=list)
     dsn: dict[str, str] = field(default_factory=dict)
     ports: list[int] = field(default_factory=list)
+    # The Reporting-MTA when it lies in the final recipient's own domain (a backup MX, a
+    # filtering gateway): that server took the message, then returned it.
+    recipient_side_bounce: str | None = None
 
     @property
     def anything(self) -> bool:
@@ -257,4 +260,15 @@ def recognise(text: str) -> Recognised:
         sources=sources,
         dsn=dsn,
         ports=ports,
+        recipient_side_bounce=recipient_side_reporter(dsn),
     )
+
+
+def recipient_side_reporter(dsn: dict[str, str]) -> str | None:
+    """The DSN's Reporting-MTA if it is a host of the final recipient's domain, else None."""
+    reporter = dsn.get("reporting-mta", "").rpartition(";")[2].strip().lower().rstrip(".")
+    recipient = dsn.get("final-recipient", "").rpartition(";")[2].strip().lower()
+    domain = recipient.rpartition("@")[2].rstrip(">")
+    if reporter and domain and "@" in recipient and reporter.endswith("." + domain):
+        return reporter
+    return None

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lab.diagnosis.catalog import Catalog, CatalogError, load_catalog
 from lab.scenario.vocabulary import Stage
@@ -36,6 +36,12 @@ class Signature(BaseModel):
     codes: list[str] = []
     replies: list[int] = []
     remedy: str | None = None
+    recipient_side: bool = Field(
+        default=False,
+        description="Fits only a bounce written by a server of the recipient's own domain "
+        "(its Reporting-MTA), which took the message first: then that counts as strong "
+        "evidence.",
+    )
 
     @field_validator("patterns", "hints")
     @classmethod

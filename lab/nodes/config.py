@@ -201,6 +201,12 @@ class MailServerConfig(NodeConfig):
     greylist: GreylistConfig | None = None
     permit_relay: RelayPermit = RelayPermit(authenticated=False)
     routing: RoutingConfig = RoutingConfig()
+    relay_domains: list[str] = Field(
+        default=[], description="Taken from anyone and forwarded (a backup MX); relays only."
+    )
+    relay_recipients: list[str] | None = Field(
+        default=None, description="The addresses of relay_domains that exist; None: any."
+    )
     queue: QueueConfig | None = Field(default=None, description="Relays only.")
     resolver: ResolverConfig | None = None
     ca_file: Path | None = Field(default=None, description="Trust anchor for outbound TLS.")

@@ -32,6 +32,7 @@ from lab.net import (
 )
 from lab.nodes.inspection import Interposer
 from lab.nodes.line import interpose_line
+from lab.runtime.downtime import Downtimes
 from lab.topology import Action, Topology, inspection_for, line_for, path_verdict
 from lab.topology.paths import Verdict
 from lab.wire.flows import Outcome
@@ -89,6 +90,7 @@ class EmulatedNetwork:
     closed: ClosedPort = field(default_factory=ClosedPort)
     inspector: Interposer = field(default_factory=Interposer)  # inspections and impaired lines
     wire: WireLog = field(default_factory=WireLog)
+    downtimes: Downtimes = field(default_factory=Downtimes)  # servers that come back later
     _source_ports: Iterator[int] = field(
         default_factory=lambda: itertools.cycle(range(40000, 60000))
     )
@@ -126,7 +128,8 @@ class EmulatedConnector:
 
     async def open_connection(self, host: str, port: int, *, timeout: float) -> Streams:
         """Connect as the topology says: allowed, dropped, rejected or unreachable."""
-        verdict = path_verdict(self.network.topology, self.source, host, port)
+        network = self.network
+        verdict = network.downtimes.apply(path_verdict(network.topology, self.source, host, port))
         record = self.network.record(self.source, host, port, verdict)
         outcome: Outcome | None = None
         try:

@@ -222,6 +222,7 @@ class LocalLab:
             }
         )
         await self._check_ready(servers)
+        self.network.downtimes.start(topology)
 
     async def _check_ready(self, servers: dict[str, MailServerConfig]) -> None:
         """Ready means a banner was read on every plain listener, never a sleep."""

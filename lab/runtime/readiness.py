@@ -320,12 +320,13 @@ class LogLine(WaitStrategy):
 
 def role_checks(node: NodePlan, topology: Topology) -> list[WaitStrategy]:
     """The checks that say `node`'s program serves, by role (none for a client or a
-    switched-off host: they run no program)."""
+    switched-off host: they run no program, nor for one that comes back later: its firewall
+    drops the checks until then)."""
     from lab.nodes.config import DnsConfig, MailServerConfig, RouterConfig
     from lab.scenario.model import ListenerTls
 
     config = node.config
-    if not node.running:
+    if not node.running or node.back_after is not None:
         return []
     if isinstance(config, RouterConfig):
         return [EventLogged("router-ready", failure="router-failed")]

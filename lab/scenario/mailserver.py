@@ -95,6 +95,13 @@ class SessionLimits(StrictModel):
     )
 
 
+class Downtime(StrictModel):
+    """A host switched off at the start that comes back: `until` is world time from the
+    lab's start (compressed by `lab_time`, like queue retries)."""
+
+    until: Duration = Field(gt=0, le=30 * 86400.0)
+
+
 class MailServerNode(NodeBase):
     """Fields of every SMTP server kind."""
 
@@ -121,8 +128,10 @@ class MailServerNode(NodeBase):
     mailboxes: dict[Address, Mailbox] = {}
     max_size: Size | None = Field(default=None, description="Advertised SIZE limit.")
     greylist: Greylist | None = None
-    down: bool = Field(
-        default=False, description="Switched off: its address exists in DNS but answers nothing."
+    down: bool | Downtime = Field(
+        default=False,
+        description="Switched off: its address exists in DNS but answers nothing; "
+        "{until: 20m} switches it on again that much world time after the lab's start.",
     )
     flavour: Flavour = Field(
         default=Flavour.LAB,
@@ -266,3 +275,28 @@ class RelayNode(MailServerNode):
         default=SendAsPolicy.ANY,
         description="'enforce': an authenticated user may only send as himself (550 5.7.60).",
     )
+    relay_domains: list[Hostname] = Field(
+        default=[],
+        description="Domains it takes mail for from anyone and forwards to their MX hosts "
+        "(a backup MX; Postfix's relay_domains).",
+    )
+    relay_recipients: list[Address] | None = Field(
+        default=None,
+        description="The addresses of relay_domains that exist (Postfix's "
+        "relay_recipient_maps): others get 550 5.1.1 at RCPT. Null accepts every address "
+        "and bounces the unknown ones later (backscatter).",
+    )
+
+    @model_validator(mode="after")
+    def _relay_recipients_need_domains(self) -> RelayNode:
+        if self.relay_recipients is not None:
+            outside = [
+                address
+                for address in self.relay_recipients
+                if address.rsplit("@", 1)[-1].lower() not in {d.lower() for d in self.relay_domains}
+            ]
+            if outside:
+                raise ValueError(
+                    f"relay_recipients: {outside[0]} is not in a domain of relay_domains"
+                )
+        return self

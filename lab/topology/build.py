@@ -11,7 +11,7 @@ from pathlib import Path
 from lab.nodes.config import AnyNodeConfig, ResolverConfig
 from lab.scenario.client import ClientNode
 from lab.scenario.dns import DnsNode
-from lab.scenario.mailserver import MailServerNode
+from lab.scenario.mailserver import Downtime, MailServerNode
 from lab.scenario.model import Scenario
 from lab.scenario.network import RouterNode
 from lab.topology.addressing import assign_addresses, default_subnets, network_plans
@@ -65,6 +65,13 @@ def resolve(
             assert isinstance(spec, ClientNode)
             hostname = spec.hostname
             config = client_config(name, data_dir, spec, resolver)
-        running = not (isinstance(spec, MailServerNode) and spec.down)
-        nodes[name] = NodePlan(name, spec.kind, addresses[name], hostname, config, ports, running)
+        running = not (isinstance(spec, MailServerNode) and spec.down is True)
+        back_after = (
+            spec.down.until * lab_seconds
+            if isinstance(spec, MailServerNode) and isinstance(spec.down, Downtime)
+            else None
+        )
+        nodes[name] = NodePlan(
+            name, spec.kind, addresses[name], hostname, config, ports, running, back_after
+        )
     return Topology(scenario, networks, nodes)

@@ -144,6 +144,14 @@ def mail_server_config(
         greylist=greylist,
         permit_relay=permit,
         routing=routing,
+        relay_domains=[d.lower() for d in spec.relay_domains]
+        if isinstance(spec, RelayNode)
+        else [],
+        relay_recipients=(
+            [a.lower() for a in spec.relay_recipients]
+            if isinstance(spec, RelayNode) and spec.relay_recipients is not None
+            else None
+        ),
         queue=queue,
         resolver=resolver,
         banner_delay=spec.banner_delay,  # real seconds: what the client waits

@@ -39,6 +39,9 @@ class NodePlan:
     config: AnyNodeConfig
     tcp_ports: tuple[int, ...]
     running: bool = True  # False: the host is switched off (not started at all)
+    # Lab seconds after the lab's start during which the (running) host answers nothing:
+    # a server that comes back (`down: {until: ...}`); None when it is on from the start.
+    back_after: float | None = None
 
     @property
     def address(self) -> IPv4Address:

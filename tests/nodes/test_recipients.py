@@ -17,6 +17,7 @@ from lab.replies import (
     S451_GREYLISTED,
     S452_MAILBOX_FULL,
     S550_MAILBOX_DISABLED,
+    S550_UNKNOWN_RELAY_RECIPIENT,
     S550_USER_UNKNOWN,
     S552_OVER_QUOTA,
     S554_RELAY_DENIED,
@@ -224,3 +225,43 @@ class TestRelay:
         assert accepted["local"] == ["alice@example.com"]
         assert accepted["relayed"] == ["friend@elsewhere.example"]
         assert accepted["queue_id"] == "Q0001"
+
+
+class TestBackupMx:
+    """A relay with relay_domains takes those domains from anyone (a backup MX)."""
+
+    async def test_takes_its_relay_domain_from_anyone_without_auth(
+        self, mail_server: StartServer
+    ) -> None:
+        server = await mail_server(**relay_config(relay_domains=["example.net"]))
+
+        def conversation() -> tuple[tuple[int, bytes], tuple[int, bytes], tuple[int, bytes]]:
+            with LabSMTP(server.port(), proxy_source=OUTSIDE_CLIENT) as client:
+                client.mail("someone@sender.example")
+                ours = client.rcpt("anyone@example.net")
+                elsewhere = client.rcpt("friend@elsewhere.example")
+                return ours, elsewhere, client.data(MESSAGE)
+
+        ours, elsewhere, data = await talk(conversation)
+        # No recipient list: any address is taken, even one that does not exist.
+        expect(ours, S250_RECIPIENT_OK, address="anyone@example.net")
+        expect(elsewhere, S554_RELAY_DENIED, address="friend@elsewhere.example")
+        expect(data, S250_QUEUED, queue_id="Q0001")
+        (call,) = server.queue.calls
+        assert call["recipients"] == ["anyone@example.net"]
+
+    async def test_with_a_recipient_list_refuses_the_unknown_at_rcpt(
+        self, mail_server: StartServer
+    ) -> None:
+        server = await mail_server(
+            **relay_config(relay_domains=["example.net"], relay_recipients=["bob@example.net"])
+        )
+
+        def conversation() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+            with LabSMTP(server.port(), proxy_source=OUTSIDE_CLIENT) as client:
+                client.mail("someone@sender.example")
+                return client.rcpt("BOB@example.net"), client.rcpt("bbo@example.net")
+
+        known, unknown = await talk(conversation)
+        expect(known, S250_RECIPIENT_OK, address="BOB@example.net")
+        expect(unknown, S550_UNKNOWN_RELAY_RECIPIENT, address="bbo@example.net")

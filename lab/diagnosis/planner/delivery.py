@@ -90,8 +90,11 @@ def follow(findings: Findings) -> Asking[None]:
         retries = f" On the way it was deferred {len(delivery.deferrals)} time(s): {shown}."
     if delivery.state == "delivered":
         findings.facts["outcome"] = "delivered" if "problem" not in findings.facts else "failed"
-        status = Status.WARN if delivery.deferrals else Status.OK
-        proves = f"The message arrived: {delivery.text}.{retries}"
+        status = Status.WARN if delivery.deferrals or delivery.failovers else Status.OK
+        went_past = ""
+        if delivery.failovers:
+            went_past = f" A server went past a host it could not reach: {delivery.failovers[0]}."
+        proves = f"The message arrived: {delivery.text}.{retries}{went_past}"
         findings.emit(
             Probe.DELIVERY,
             status,
@@ -162,6 +165,7 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "deferred": bool(delivery.deferrals),
         "deferral_statuses": statuses,
         "deferral_text": " | ".join(d.reason for d in delivery.deferrals),
+        "deferral_reasons": " | ".join(dict.fromkeys(d.reason for d in delivery.deferrals)),
         "last_error": (
             delivery.deferrals[-1].reason
             if delivery.deferrals
@@ -188,9 +192,25 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "bounced_addresses": [r.address for r in bounced],
         "remote_address": delivery.remote_address,
         "text": delivery.text,
+        "failovers": list(delivery.failovers),
+        "failover_text": " | ".join(delivery.failovers),
+        "queued_on": delivery.queued_on,
+        "reporting_mta": first.reporting_mta if first else None,
+        # A bounce written by a server of the recipient's own domain: it took the message
+        # first and refused it later (a backup MX, a catch-all gateway).
+        "bounced_by_recipient_side": bool(
+            first
+            and first.reporting_mta
+            and _in_domain(first.reporting_mta, first.address.rpartition("@")[2])
+        ),
         "routes": route_summary(delivery.routes),
         "hop": delivery_hop(delivery),
     }
+
+
+def _in_domain(host: str, domain: str) -> bool:
+    host, domain = host.lower().rstrip("."), domain.lower().rstrip(".")
+    return bool(domain) and (host == domain or host.endswith("." + domain))
 
 
 def _gave_up_retrying(bounced: list[Any]) -> bool:

@@ -59,6 +59,7 @@ def delivery_from(
             diagnostic=fate.diagnostic,
             reply_code=fate.reply_code,
             remote_mta=fate.remote_mta,
+            reporting_mta=fate.reporting_mta,
         )
         for fate in report.recipients
     )
@@ -97,8 +98,34 @@ def delivery_from(
         remote_address=str(attempts[-1].get("address")) if attempts else None,
         transcript=tuple(transcript),
         duration=duration,
+        failovers=failovers(events),
+        queued_on=sum(1 for event in events if event.get("event") == "queued"),
         routes=routes_taken(events),
     )
+
+
+# A connection that failed before any recipient was decided (connect error, lost, timeout).
+_CONNECTION_STATUSES = ("4.4.1", "4.4.2")
+# After these a queue entry's failed connections were not gone past: it waits or is done.
+_ATTEMPT_ENDS = frozenset({"deferred", "delivered", "bounced", "expired"})
+
+
+def failovers(events: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The failed connections a server went past to its next host in the same attempt: a
+    failed `delivery-attempt` followed by another one of the same queue entry before the
+    entry was deferred (then the failure was waited out, not gone past)."""
+    pending: dict[str, list[str]] = {}
+    found: list[str] = []
+    for event in events:
+        queue_id = str(event.get("queue_id") or "")
+        kind = event.get("event")
+        if kind == "delivery-attempt":
+            found += pending.pop(queue_id, [])
+            if not event.get("results") and event.get("enhanced") in _CONNECTION_STATUSES:
+                pending.setdefault(queue_id, []).append(str(event.get("text") or ""))
+        elif kind in _ATTEMPT_ENDS:
+            pending.pop(queue_id, None)
+    return tuple(dict.fromkeys(found))
 
 
 def routes_taken(events: Sequence[dict[str, Any]]) -> tuple[RouteTaken, ...]:

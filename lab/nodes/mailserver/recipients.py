@@ -21,6 +21,7 @@ from lab.replies import (
     S451_GREYLISTED,
     S452_MAILBOX_FULL,
     S550_MAILBOX_DISABLED,
+    S550_UNKNOWN_RELAY_RECIPIENT,
     S550_USER_UNKNOWN,
     S552_OVER_QUOTA,
     S554_RELAY_DENIED,
@@ -98,6 +99,7 @@ class RecipientPolicy:
     """Decides RCPT for one server, in a fixed order (no I/O).
 
     Local domain → mailbox known? → mailbox state → greylist → accept.
+    A relay domain (backup MX): in the recipient list, if there is one → accept for relaying.
     Other domains: relay when allowed (relays only), else "Relay access denied".
     """
 
@@ -112,6 +114,14 @@ class RecipientPolicy:
             ipaddress.ip_network(cidr, strict=False) for cidr in config.permit_relay.networks
         ]
         self.greylist = Greylist(config.greylist, clock) if config.greylist else None
+        self.relay_domains = (
+            {domain.lower() for domain in config.relay_domains} if config.role == "relay" else set()
+        )
+        self.relay_recipients = (
+            None
+            if config.relay_recipients is None
+            else {address.lower() for address in config.relay_recipients}
+        )
 
     def is_local(self, address: str) -> bool:
         """True when `address`'s domain is one this server hosts mailboxes for."""
@@ -137,6 +147,12 @@ class RecipientPolicy:
             ):
                 return Decision.GREYLISTED, S451_GREYLISTED(address=address)
             return Decision.LOCAL, S250_RECIPIENT_OK(address=address)
+        if domain_of(recipient) in self.relay_domains:
+            # A backup MX: it takes its domains from anyone. Without the list of addresses
+            # that exist it takes every one, and must bounce the unknown later (backscatter).
+            if self.relay_recipients is not None and recipient not in self.relay_recipients:
+                return Decision.USER_UNKNOWN, S550_UNKNOWN_RELAY_RECIPIENT(address=address)
+            return Decision.RELAY, S250_RECIPIENT_OK(address=address)
         if self.may_relay(client, authenticated=authenticated):
             return Decision.RELAY, S250_RECIPIENT_OK(address=address)
         return Decision.RELAY_DENIED, S554_RELAY_DENIED(address=address)

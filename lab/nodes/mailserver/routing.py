@@ -216,9 +216,15 @@ async def _fixed(
         return RouteDecision(
             domain, method, failure=RouteFailure(status, name_service_error(host, "A", error))
         )
-    return RouteDecision(
-        domain, method, tuple(Hop(host, address, hop.port) for address in addresses)
-    )
+    # The DNS server may answer the addresses in any order; like `order_exchangers`, the lab
+    # tries them in one fixed order (lowest first) so that a scenario behaves the same.
+    ordered = sorted(addresses, key=_address_key)
+    return RouteDecision(domain, method, tuple(Hop(host, address, hop.port) for address in ordered))
+
+
+def _address_key(address: str) -> tuple[int, int | str]:
+    literal = ip_literal(address)
+    return (0, int(literal)) if literal is not None else (1, address)
 
 
 async def _by_mx(

@@ -77,6 +77,10 @@ def main_cf(config: MailServerConfig) -> str:
         settings["anvil_rate_time_unit"] = postfix_time(config.rate_limit.per)
     if config.send_as is SendAsPolicy.ENFORCE:
         settings["smtpd_sender_login_maps"] = f"texthash:{ETC / 'sender_logins'}"
+    if config.relay_domains:
+        settings["relay_domains"] = " ".join(config.relay_domains)
+    if config.relay_recipients is not None:
+        settings["relay_recipient_maps"] = f"texthash:{ETC / 'relay_recipients'}"
     settings.update(_routing(config))
     settings.update(_queue(config))
     settings.update(config.postfix)  # the scenario's own words win

@@ -50,6 +50,9 @@ def postfix_setup(config: MailServerConfig) -> PostfixSetup:
             for pattern in c.domains
         ),
         ETC / "sender_logins": _table((login, login) for login in config.users),
+        ETC / "relay_recipients": _table(
+            (address, "OK") for address in config.relay_recipients or []
+        ),
         ETC / "sasl" / "smtpd.conf": (
             "pwcheck_method: auxprop\n"
             "auxprop_plugin: sasldb\n"

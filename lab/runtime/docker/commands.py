@@ -38,16 +38,27 @@ else
 fi
 if [ -n "$off" ]; then
     iptables -w -P INPUT DROP || exit 97
+    case "$off" in
+        back-after=*) (until [ -e /tmp/smtplab-lab-up ]; do sleep 0.1; done
+            sleep "${off#back-after=}" && iptables -w -P INPUT ACCEPT) & ;;
+    esac
 fi
 echo "smtplab-init: routes set"
 exec setpriv --bounding-set=-net_admin -- "$@"
 """
+# Created in a container by the runtime once the whole lab is up: a server that comes back
+# counts its downtime from then.
+LAB_UP_FILE = "/tmp/smtplab-lab-up"
 # What the init script prints once routes (and a switched-off host's firewall) are in place.
 INIT_DONE = "smtplab-init: routes set"
 
 
 def with_lab_route(
-    command: list[str], gateway: IPv4Address | None, *, switched_off: bool = False
+    command: list[str],
+    gateway: IPv4Address | None,
+    *,
+    switched_off: bool = False,
+    back_after: float | None = None,
 ) -> list[str]:
     """`command`, run after fixing the default route and dropping `NET_ADMIN`.
 
@@ -58,9 +69,14 @@ def with_lab_route(
     client waits out its connect timeout, as `path_verdict` says. The container
     needs `NET_ADMIN` for this; `setpriv` removes it from the bounding set
     before the program starts, so the program cannot route around the ISP
-    (`docker exec` still has it, for inspection).
+    (`docker exec` still has it, for inspection). A host that comes back
+    (`back_after` seconds) runs its program behind the same firewall, which a
+    background shell, forked before `NET_ADMIN` is dropped, opens that long after
+    the runtime created `LAB_UP_FILE` (the whole lab is up).
     """
     off = "off" if switched_off else ""
+    if back_after is not None:
+        off = f"back-after={back_after:.3f}"
     return ["sh", "-c", INIT_SCRIPT, "smtplab-init", str(gateway or ""), off, *command]
 
 

@@ -49,7 +49,9 @@ def container_spec(
         # Its own default route is deleted by the router program, with the rules.
         sysctls["net.ipv4.ip_forward"] = "1"
     else:
-        argv = with_lab_route(argv, gateway, switched_off=not node.running)
+        argv = with_lab_route(
+            argv, gateway, switched_off=not node.running, back_after=node.back_after
+        )
     dns_node = topology.dns
     return ContainerSpec(
         argv=argv,

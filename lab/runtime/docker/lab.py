@@ -26,7 +26,7 @@ from lab.runtime import labels
 from lab.runtime.base import Endpoint
 from lab.runtime.colleagues import ColleagueSessions
 from lab.runtime.docker import live
-from lab.runtime.docker.commands import INIT_DONE, CommandFactory, customer_gateways
+from lab.runtime.docker.commands import INIT_DONE, LAB_UP_FILE, CommandFactory, customer_gateways
 from lab.runtime.docker.containers import ContainerTarget, create_container
 from lab.runtime.docker.engine import in_parallel
 from lab.runtime.docker.files import config_path, run_file, write_node_files
@@ -279,6 +279,10 @@ class DockerLab:
         self._wait_ready(routers)
         self._start_all(behind)
         self._wait_ready([node for node in nodes if node.kind != "router"])
+        # Servers that come back later count their downtime from now, as on local.
+        for node in nodes:
+            if node.back_after is not None:
+                self.exec(node.name, ["touch", LAB_UP_FILE])
 
     def _create_container(
         self, node: NodePlan, command: CommandFactory, gateway: IPv4Address | None
