@@ -42,6 +42,7 @@ FACT_SECTIONS = frozenset(
         "rcpt",
         "data",
         "delivery",
+        "relay",
         "problem",
         "outcome",
     }

@@ -120,6 +120,11 @@ class DiagnosisTarget(Protocol):
         """Addresses known to exist (for correcting typos); empty when unknown."""
         ...
 
+    def outsider(self) -> tuple[str, Connector] | None:
+        """A host outside the customer's networks (who, and connections from it), for the
+        open-relay audit; None when there is none to probe from."""
+        ...
+
 
 # --- a lab -----------------------------------------------------------------------------------
 
@@ -268,6 +273,24 @@ class LabTarget:
             if isinstance(node.config, MailServerConfig):
                 addresses += list(node.config.mailboxes)
         return sorted(dict.fromkeys(addresses))
+
+    def outsider(self) -> tuple[str, Connector] | None:
+        """A running host on the internet side: not the client, not a router, on no network
+        behind a router (the customer's), no mail server (a relay may trust its MX peers);
+        the lab DNS first, as an auditor with no part in the mail flow."""
+        inside = {spec.inside for _, spec in self.topology.routers()}
+        candidates = [
+            node
+            for node in self.topology.nodes.values()
+            if node.running
+            and node.kind in ("dns", "client")
+            and node.name != self.client
+            and not inside & set(node.addresses)
+        ]
+        if not candidates:
+            return None
+        chosen = min(candidates, key=lambda node: (node.kind != "dns", node.name))
+        return f"{chosen.name} ({chosen.address})", self.lab.connector_for(chosen.name)
 
 
 # --- any server ------------------------------------------------------------------------------
@@ -423,6 +446,10 @@ class ServerTarget:
     def directory(self) -> list[str]:
         """Unknown."""
         return []
+
+    def outsider(self) -> tuple[str, Connector] | None:
+        """None: this machine is the only vantage point, and it is the customer's."""
+        return None
 
 
 __all__ = [

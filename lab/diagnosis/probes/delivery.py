@@ -10,6 +10,7 @@ and the relay's own attempts as a transcript.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,9 @@ from lab.smtp.transcript import Direction, TranscriptLine
 
 if TYPE_CHECKING:
     from lab.runs import RunReport
+
+# The next server's EHLO line announcing its limit (RFC 1870), as the relay recorded it.
+_SIZE_LINE = re.compile(r"^250[- ]SIZE\s+(\d+)\s*$", re.IGNORECASE)
 
 
 async def follow(context: ProbeContext, main: MainSession) -> DeliveryResult:
@@ -89,6 +93,24 @@ def delivery_from(
         route_failure=route_failure,
         text=report.text,
         remote_address=str(attempts[-1].get("address")) if attempts else None,
+        remote_size_limit=_announced_size(transcript),
+        handed_over=tuple(
+            dict.fromkeys(
+                str(event.get("recipient")).lower()
+                for event in events
+                if event.get("event") == "delivered" and event.get("recipient")
+            )
+        ),
         transcript=tuple(transcript),
         duration=duration,
     )
+
+
+def _announced_size(transcript: Sequence[TranscriptLine]) -> int | None:
+    """The last SIZE limit a next server announced in the relay's attempts (0: no limit)."""
+    sizes = [
+        int(match.group(1))
+        for line in transcript
+        if line.direction is Direction.SERVER and (match := _SIZE_LINE.match(line.text))
+    ]
+    return sizes[-1] if sizes and sizes[-1] > 0 else None
