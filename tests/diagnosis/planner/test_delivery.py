@@ -143,3 +143,11 @@ def test_a_size_bounce_is_judged_against_the_next_servers_announced_limit() -> N
     assert done.facts["ehlo"]["size_suggestion"] == 500_000
     assert done.facts["delivery"]["size_suggestion"] == 200_000
     assert match(done.facts)[0].id == "message-too-large"
+
+
+def test_a_postfix_relay_names_the_next_servers_limit_in_its_own_bounce() -> None:
+    # Postfix sees SIZE in the MX's EHLO and bounces without trying; its words carry the limit.
+    text = "message size 2000177 exceeds size limit 1000000 of server mx.example.net[10.0.0.9]"
+    fate = RecipientFate("bob@example.net", Fate.BOUNCED, "relay", "5.3.4", text)
+    report = cast("RunReport", SimpleNamespace(outcome=Outcome.BOUNCED, recipients=[fate], text=""))
+    assert delivery_from(report, []).remote_size_limit == 1_000_000
