@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.nodes import dns
-from lab.nodes.config import DnsConfig, DnsRecordConfig, ResolverConfig
+from lab.nodes.config import DnsRecordConfig, ResolverConfig
 from lab.nodes.mailserver.dmarc import (
     DmarcPolicy,
     DmarcResult,
@@ -24,7 +23,7 @@ from lab.nodes.mailserver.dmarc import (
 from lab.nodes.resolver import make_resolver
 from lab.replies import S550_DMARC_REJECT
 from lab.scenario.model import AuthPolicy
-from tests.nodes.conftest import LOCALHOST, LabSMTP, StartServer, listener
+from tests.nodes.conftest import LabSMTP, StartServer, lab_dns_server, listener
 
 NAMED = "10.213.2.10"  # in every SPF record below
 STRANGER = "192.0.2.9"  # in none
@@ -51,19 +50,8 @@ RECORDS = [
 
 @pytest.fixture
 async def lab_dns(tmp_path: Path) -> AsyncIterator[ResolverConfig]:
-    config = DnsConfig(
-        name="dns",
-        data_dir=tmp_path / "dns",
-        listen_host=LOCALHOST,
-        port=0,
-        zones=["test."],
-        records=RECORDS,
-    )
-    running = await dns.start(config)
-    try:
-        yield ResolverConfig(nameserver=LOCALHOST, port=running.port, timeout=1.0)
-    finally:
-        await running.stop()
+    async with lab_dns_server(tmp_path, ["test."], RECORDS) as resolver:
+        yield resolver
 
 
 @pytest.mark.parametrize(
