@@ -1,5 +1,6 @@
 """Check a run against a scenario's `expect` block, prove its fix delivers, and check
-that the diagnosis engine names the expected catalog entry (`expect.diagnosis`)."""
+that the diagnosis engine names the expected catalog entry (`expect.diagnosis`) and the
+failing hop (`expect.hop`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.runs import Fate, RunReport, run_once
 from lab.runtime.base import running_lab
-from lab.scenario.model import Outcome
+from lab.scenario.model import HopKind, Outcome
 
 if TYPE_CHECKING:
     from lab.diagnosis.events import Diagnosis
@@ -45,6 +46,7 @@ class Verification:
                     "entry": self.diagnosis.entry,
                     "cause": self.diagnosis.cause,
                     "fix_verified": self.diagnosis.fix_verified,
+                    "hop": str(self.diagnosis.hop.kind) if self.diagnosis.hop else None,
                 }
                 if self.diagnosis
                 else None
@@ -102,7 +104,9 @@ async def verify(lab: Lab, *, backend: Backend | None = None) -> Verification:
                 )
         if diagnosing is not None and scenario.expect.diagnosis is not None:
             diagnosis = await diagnosing
-            found += diagnosis_mismatches(scenario.expect.diagnosis, diagnosis)
+            found += diagnosis_mismatches(
+                scenario.expect.diagnosis, diagnosis, hop=scenario.expect.hop
+            )
     finally:
         if diagnosing is not None and not diagnosing.done():
             diagnosing.cancel()
@@ -121,11 +125,17 @@ async def _diagnose_fresh(lab: Lab, backend: Backend | None) -> Diagnosis:
     return diagnosis
 
 
-def diagnosis_mismatches(expected: str, diagnosis: Diagnosis) -> list[str]:
-    """The expected catalog entry was not named, or its remedy did not deliver."""
+def diagnosis_mismatches(
+    expected: str, diagnosis: Diagnosis, *, hop: HopKind | None = None
+) -> list[str]:
+    """The expected catalog entry or failing hop was not named, or its remedy did not deliver."""
     found: list[str] = []
     if diagnosis.entry != expected:
         found.append(f"diagnosis: expected {expected}, got {diagnosis.entry} ({diagnosis.cause})")
+    named = diagnosis.hop.kind if diagnosis.hop is not None else None
+    if hop is not None and named != hop:
+        where = f" ({diagnosis.hop.where})" if diagnosis.hop is not None else ""
+        found.append(f"hop: expected {hop}, the diagnosis named {_show(named)}{where}")
     if diagnosis.fix_verified is False:
         found.append(
             f"diagnosis: the remedy of {diagnosis.entry} did not deliver ({diagnosis.fix_outcome})"

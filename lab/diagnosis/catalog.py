@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lab.errors import LabError
-from lab.scenario.model import MailSettingsPatch
+from lab.scenario.model import HopKind, MailSettingsPatch
 
 CATALOG_FILE = "faults.yaml"
 # The top-level sections of the facts (see `lab.diagnosis.planner`); the remedy context
@@ -47,7 +47,7 @@ FACT_SECTIONS = frozenset(
         "outcome",
     }
 )
-TEMPLATE_SECTIONS = FACT_SECTIONS | {"account", "suggest"}
+TEMPLATE_SECTIONS = FACT_SECTIONS | {"account", "suggest", "hop"}
 OPERATORS = frozenset({"re", "present", "gte", "lte", "gt", "lt", "not"})
 COMBINATORS = frozenset({"any", "all", "not"})
 UNKNOWN = "(unknown)"
@@ -159,6 +159,7 @@ class RemedySpec(BaseModel):
     text: str
     settings: dict[str, Any] = {}
     optional: dict[str, Any] = {}
+    acts: str | None = None  # who must act (a template), when no setting fixes it
 
     @field_validator("settings", "optional")
     @classmethod
@@ -188,6 +189,7 @@ class Entry(BaseModel):
     confirm: str
     remedy: RemedySpec
     references: list[str] = []
+    hop: HopKind | None = None  # where the fault lies when the failed step alone does not say
 
     @field_validator("match")
     @classmethod

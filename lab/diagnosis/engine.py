@@ -29,10 +29,11 @@ from lab.diagnosis.catalog import (
     settings_placeholders,
 )
 from lab.diagnosis.events import Diagnosis, Probe, Remedy, Status, Step, describe_settings
+from lab.diagnosis.hops import failing_hop, who_acts
 from lab.diagnosis.planner import ALTERNATIVE_PORTS, Planner, suggest_addresses
 from lab.diagnosis.probes import ProbeRunner
 from lab.diagnosis.target import Account, DiagnosisTarget
-from lab.scenario.model import MailSettings, MailSettingsPatch, Outcome
+from lab.scenario.model import HopKind, MailSettings, MailSettingsPatch, Outcome
 
 _SEVERITY = {"fail": Status.FAIL, "warn": Status.WARN, "info": Status.INFO, "ok": Status.OK}
 # What a remedy's settings may need that only the customer knows, in words.
@@ -103,16 +104,36 @@ async def diagnose(
         # Handed over without complaint, yet the evidence says it cannot arrive (a recipient
         # domain that does not exist, a null MX): it will fail after the hand-off.
         failed_probe = Probe.DELIVERY
+    node = _node_of(steps, failed_probe)
+    hop = failing_hop(
+        failed_probe,
+        facts,
+        settings,
+        on_path=entry.hop is HopKind.PATH,
+        node=node,
+        middlebox=_middlebox(target, facts, settings),
+    )
+    if hop is not None:
+        context["hop"] = {"kind": str(hop.kind), "where": hop.where, "pattern": hop.pattern}
+    acts = who_acts(
+        hop,
+        render(entry.remedy.acts, context) if entry.remedy.acts else None,
+        fixed_by_settings=bool(entry.remedy.settings),
+    )
+    remedy_text = render(entry.remedy.text, context)
+    if acts:
+        remedy_text += f" Who must act: {acts}."
     diagnosis = Diagnosis(
         entry=entry.id,
         title=entry.title,
         cause=render(entry.cause, context),
         explanation=render(entry.explanation, context),
         confirm=render(entry.confirm, context),
-        remedy=Remedy(render(entry.remedy.text, context), remedy_settings),
+        remedy=Remedy(remedy_text, remedy_settings, acts),
         references=tuple(entry.references),
         failed_probe=failed_probe,
-        node=_node_of(steps, failed_probe),
+        node=node,
+        hop=hop,
         alternatives=tuple(other.id for other in found[1:] if other.id != "unclassified"),
         severity=severity,
         outcome=str(facts.get("outcome", "")),
@@ -165,6 +186,16 @@ def _locate(step: Step, target: DiagnosisTarget, facts: dict[str, Any]) -> Step:
         remote = (facts.get("delivery") or {}).get("remote_address")
         node = target.node_for(remote) if remote else None
     return replace(step, node=node) if node else step
+
+
+def _middlebox(
+    target: DiagnosisTarget, facts: dict[str, Any], settings: MailSettings
+) -> str | None:
+    """The router between the mail program and its server, when the target knows it."""
+    address = (facts.get("ports") or {}).get("address") or (facts.get("resolve") or {}).get(
+        "address"
+    )
+    return target.middlebox(str(address), settings.port) if address else None
 
 
 def _node_of(steps: Sequence[Step], probe: Probe | None) -> str | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from lab.scenario.vocabulary import HopKind
 from lab.smtp.transcript import TranscriptLine
 
 
@@ -61,6 +62,17 @@ class Remedy:
 
     text: str
     settings: dict[str, Any] = field(default_factory=dict)  # a MailSettingsPatch as data
+    acts: str | None = None  # who must act, when no mail-program setting fixes it
+
+
+@dataclass(frozen=True)
+class FailingHop:
+    """The leg of the mail's route that failed: its kind and where it leads."""
+
+    kind: HopKind
+    where: str  # "relay.isp.net[10.0.0.5]:25"; for the path, the router
+    node: str | None = None  # the lab node that tried (delivery) or is at fault (path)
+    pattern: str | None = None  # a connector's address space ("*.net")
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,7 @@ class Diagnosis:
     references: tuple[str, ...] = ()
     failed_probe: Probe | None = None
     node: str | None = None  # where things went wrong
+    hop: FailingHop | None = None  # which leg of the route failed
     fix_verified: bool | None = None  # None: no re-send was possible
     fix_outcome: str | None = None  # the re-send's outcome, or why none could prove the fix
     alternatives: tuple[str, ...] = ()  # other entries that also matched, less specific
@@ -98,6 +111,13 @@ def describe_settings(changes: dict[str, Any]) -> str:
         else:
             parts.append(f"{key} {value}")
     return ", ".join(parts)
+
+
+def describe_hop(hop: FailingHop) -> str:
+    """The hop in words: `smart host relay.isp.net[10.0.0.5]:25`, `connector *.net to …`."""
+    if hop.kind is HopKind.CONNECTOR and hop.pattern:
+        return f"connector {hop.pattern} to {hop.where}"
+    return f"{hop.kind} {hop.where}"
 
 
 def to_json(value: Step | Diagnosis) -> dict[str, Any]:

@@ -15,7 +15,15 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from lab.diagnosis.events import Diagnosis, Probe, Status, Step, describe_settings, to_json
+from lab.diagnosis.events import (
+    Diagnosis,
+    Probe,
+    Status,
+    Step,
+    describe_hop,
+    describe_settings,
+    to_json,
+)
 from lab.scenario.model import MailSettings
 from lab.smtp.transcript import MARKERS
 
@@ -49,6 +57,14 @@ def exit_code(diagnosis: Diagnosis) -> int:
     if diagnosis.failed_probe is None:
         return 0
     return EXIT_CODES.get(diagnosis.failed_probe, 1)
+
+
+def failed_at(diagnosis: Diagnosis) -> str:
+    """Where it failed: `delivery, hop smart host relay.isp.net[…]:25`, else step (node)."""
+    where = str(diagnosis.failed_probe)
+    if diagnosis.hop is not None:
+        return f"{where}, hop {describe_hop(diagnosis.hop)}"
+    return where + (f" ({diagnosis.node})" if diagnosis.node else "")
 
 
 def settings_line(settings: MailSettings) -> str:
@@ -141,10 +157,7 @@ def diagnosis_renderable(diagnosis: Diagnosis) -> RenderableType:
         untested = diagnosis.fix_outcome or "no settings change to test"
         table.add_row("Fix verified", Text(untested, style="dim"))
     if diagnosis.failed_probe is not None:
-        where = str(diagnosis.failed_probe)
-        if diagnosis.node:
-            where += f" ({diagnosis.node})"
-        table.add_row("Failed at", f"{where}; exit code {exit_code(diagnosis)}")
+        table.add_row("Failed at", f"{failed_at(diagnosis)}; exit code {exit_code(diagnosis)}")
     if diagnosis.references:
         table.add_row("References", "; ".join(diagnosis.references))
     if diagnosis.alternatives:
@@ -182,6 +195,7 @@ def to_json_report(
         "outcome": diagnosis.outcome,
         "failed_probe": str(diagnosis.failed_probe) if diagnosis.failed_probe else None,
         "node": diagnosis.node,
+        "hop": verdict["hop"],
         "exit_code": exit_code(diagnosis),
         "cause": diagnosis.cause,
         "explanation": diagnosis.explanation,
@@ -228,9 +242,7 @@ def to_markdown(
         lines.append(f"- **Diagnosed:** {target}")
     if settings is not None:
         lines.append(f"- **Mail program settings:** {settings_line(settings)}")
-    where = "—"
-    if diagnosis.failed_probe is not None:
-        where = f"{diagnosis.failed_probe}" + (f" ({diagnosis.node})" if diagnosis.node else "")
+    where = failed_at(diagnosis) if diagnosis.failed_probe is not None else "—"
     lines.append(f"- **Outcome:** {diagnosis.outcome or '—'}; failed at: {where}")
     if diagnosis.fix_verified is None:
         fix = diagnosis.fix_outcome or "not tested (no settings change)"

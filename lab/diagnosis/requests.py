@@ -369,6 +369,23 @@ class RecipientOutcome:
 
 
 @dataclass(frozen=True)
+class RouteTaken:
+    """One relay's next-hop decision for a recipient domain, and where it then tried.
+
+    `method` is the relay's `RouteMethod` (connector, smarthost, mx, implicit-mx);
+    `tried` holds "host[address]:port" for each delivery attempt, in order.
+    """
+
+    node: str | None
+    domain: str
+    method: str
+    pattern: str | None = None
+    hops: tuple[str, ...] = ()
+    failure: str | None = None
+    tried: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DeliveryResult:
     """Result of `FollowMessage`. `state`: delivered, bounced, deferred or unknown."""
 
@@ -384,6 +401,7 @@ class DeliveryResult:
     remote_size_limit: int | None = None  # the SIZE the next server announced to the relay
     transcript: Lines = ()
     duration: float = 0.0
+    routes: tuple[RouteTaken, ...] = ()  # oldest first: the relays the message went through
 
 
 @dataclass(frozen=True)
@@ -396,6 +414,7 @@ class AuditResult:
     failure: Failure | None = None
     transcript: Lines = ()
     duration: float = 0.0
+    routes: tuple[RouteTaken, ...] = ()  # oldest first: the relays the message went through
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import dns.resolver
 
 from lab.net import Connector, DirectConnector, Streams
 from lab.nodes.config import ClientConfig, MailServerConfig
+from lab.nodes.mailserver.routing import match_connector
 from lab.nodes.resolver import (
     DnsTemporaryFailure,
     NameNotFound,
@@ -106,6 +107,15 @@ class DiagnosisTarget(Protocol):
 
     def node_for(self, address: str, port: int | None = None) -> str | None:
         """The lab node at `address` (or the router deciding about `port`), if known."""
+        ...
+
+    def middlebox(self, address: str, port: int) -> str | None:
+        """The router a connection to `address:port` crosses, if known."""
+        ...
+
+    def configured_route(self, address: str, domain: str) -> dict[str, Any] | None:
+        """The route event the mail server at `address` would log for `domain`, from its
+        configuration (no DNS): for servers that log none; None when unknown."""
         ...
 
     async def send(self, settings: MailSettings) -> SendResult:
@@ -201,7 +211,7 @@ class LabTarget:
                 if event.get("event") == "queued" and event.get("message_id") == message_id
             }
             found += [
-                event
+                {**event, "node": name}
                 for event in events
                 if event.get("event") in DELIVERY_EVENTS and event.get("queue_id") in queue_ids
             ]
@@ -221,6 +231,27 @@ class LabTarget:
                 return verdict.target
         found = self.topology.node_at(ip)
         return found[0].name if found else None
+
+    def middlebox(self, address: str, port: int) -> str | None:
+        """The router between the client and `address:port`."""
+        return path_verdict(self.topology, self.client, address, port).by
+
+    def configured_route(self, address: str, domain: str) -> dict[str, Any] | None:
+        """The relay's connector or smart host for `domain` by its settings, else MX."""
+        name = self.node_for(address)
+        config = self.topology.nodes[name].config if name else None
+        if not isinstance(config, MailServerConfig):
+            return None
+        route: dict[str, Any] = {"event": "route", "node": name, "domain": domain}
+        matched = match_connector(domain, config.routing.connectors)
+        if matched is not None:
+            connector, pattern = matched
+            hop = f"{connector.to.host}:{connector.to.port}"
+            return {**route, "method": "connector", "pattern": pattern, "hops": [hop]}
+        smarthost = config.routing.smarthost
+        if smarthost is not None:
+            return {**route, "method": "smarthost", "hops": [f"{smarthost.host}:{smarthost.port}"]}
+        return {**route, "method": "mx"}
 
     async def send(self, settings: MailSettings) -> SendResult:
         """The client node sends."""
@@ -420,6 +451,14 @@ class ServerTarget:
 
     def node_for(self, address: str, port: int | None = None) -> str | None:
         """No topology."""
+        return None
+
+    def middlebox(self, address: str, port: int) -> str | None:
+        """No topology."""
+        return None
+
+    def configured_route(self, address: str, domain: str) -> dict[str, Any] | None:
+        """Unknown."""
         return None
 
     async def send(self, settings: MailSettings) -> SendResult:

@@ -36,6 +36,7 @@ from lab.scenario.vocabulary import (
     CertificateFault,
     DnsFault,
     Flavour,
+    HopKind,
     Level,
     ListenerTls,
     MailboxState,
@@ -63,6 +64,7 @@ __all__ = [
     "Expect",
     "Flavour",
     "Greylist",
+    "HopKind",
     "Inspection",
     "LabTime",
     "Level",
@@ -114,6 +116,9 @@ class Expect(StrictModel):
     enhanced: str | None = Field(default=None, pattern=r"^[245]\.\d{1,3}\.\d{1,3}$")
     delivered_to: list[Address] = Field(default=[], description="Mailboxes that must hold it.")
     diagnosis: str | None = Field(default=None, description="The expected catalog entry id.")
+    hop: HopKind | None = Field(
+        default=None, description="The leg of the route the diagnosis must name as failing."
+    )
     fix: MailSettingsPatch | None = None
 
 

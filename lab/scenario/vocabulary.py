@@ -133,6 +133,17 @@ class Stage(StrEnum):
     DELIVERY = "delivery"  # relay queue, onward hops, bounce
 
 
+class HopKind(StrEnum):
+    """Which leg of the mail's route a fault lies on (what `diagnose` reports as the hop)."""
+
+    SUBMISSION = "submission"  # the mail program to its submission server
+    SMART_HOST = "smart host"  # the relay to the smart host every message goes through
+    CONNECTOR = "connector"  # the relay to a partner relay, by the recipient's address space
+    BACKUP_MX = "backup MX"  # a lower-priority MX that took the message for the recipient
+    RECIPIENT_MX = "recipient MX"  # the last relay to the recipient domain's mail server
+    PATH = "path"  # the network in between: a router, a line, a middlebox
+
+
 class Level(StrEnum):
     """How much a trainee must know to solve a case."""
 

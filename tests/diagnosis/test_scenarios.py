@@ -68,6 +68,9 @@ def test_scenario_gets_its_expected_diagnosis(diagnoses: dict[str, Outcome], pat
     steps, diagnosis = outcome
     assert scenario.expect.diagnosis is not None, "every scenario names its diagnosis"
     assert diagnosis.entry == scenario.expect.diagnosis, (diagnosis.cause, diagnosis.alternatives)
+    if scenario.expect.hop is not None:
+        assert diagnosis.hop is not None, "the diagnosis names no failing hop"
+        assert diagnosis.hop.kind == scenario.expect.hop, diagnosis.hop
     if scenario.expect.fix is not None and _remedy_has_settings(diagnosis.entry):
         assert diagnosis.fix_verified is True, diagnosis.fix_outcome
         assert steps[-1].probe is Probe.FIX

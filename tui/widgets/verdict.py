@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from lab.diagnosis.events import Diagnosis
+from lab.diagnosis.events import Diagnosis, describe_hop
 from tui.training import CaseResult
 
 
@@ -103,7 +103,12 @@ class VerdictPanel(VerticalScroll):
         grid.add_column(style="bold", no_wrap=True, width=11)
         grid.add_column(ratio=1)
         grid.add_row("Root cause", Text(diagnosis.cause, style="bold red"))
-        if diagnosis.node:
+        if diagnosis.hop is not None:
+            grid.add_row(
+                "Where",
+                f"hop {describe_hop(diagnosis.hop)} (at the {diagnosis.failed_probe} step)",
+            )
+        elif diagnosis.node:
             grid.add_row(
                 "Where",
                 f"{diagnosis.node}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.diagnosis.events import Probe, Status
+from lab.diagnosis.hops import delivery_hop, route_summary
 from lab.diagnosis.planner.asking import Asking, expect, polite
 from lab.diagnosis.planner.facts import Findings, human_size, ms, reply_facts, size_facts
 from lab.diagnosis.requests import (
@@ -190,4 +191,6 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "accepted_then_bounced": any(r.address.lower() in delivery.handed_over for r in bounced),
         "remote_address": delivery.remote_address,
         "text": delivery.text,
+        "routes": route_summary(delivery.routes),
+        "hop": delivery_hop(delivery),
     }

@@ -14,9 +14,10 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from lab.addresses import domain_of
 from lab.diagnosis.probes.context import ProbeContext
 from lab.diagnosis.probes.session import MainSession
-from lab.diagnosis.requests import Deferral, DeliveryResult, RecipientOutcome
+from lab.diagnosis.requests import Deferral, DeliveryResult, RecipientOutcome, RouteTaken
 from lab.scenario.model import Outcome
 from lab.smtp.transcript import Direction, TranscriptLine
 
@@ -34,6 +35,11 @@ async def follow(context: ProbeContext, main: MainSession) -> DeliveryResult:
     start = context.clock()
     report = await context.target.follow(context.settings, main.handoff())
     events = context.target.delivery_events(main.message_id)
+    if main.address is not None and not any(e.get("event") == "route" for e in events):
+        # A server that logs no route decisions (Postfix): its configured route instead.
+        domains = dict.fromkeys(domain_of(address) for address in context.settings.to)
+        configured = (context.target.configured_route(main.address, d) for d in domains)
+        events = [*(route for route in configured if route is not None), *events]
     return delivery_from(report, events, duration=context.clock() - start)
 
 
@@ -105,6 +111,7 @@ def delivery_from(
         ),
         transcript=tuple(transcript),
         duration=duration,
+        routes=routes_taken(events),
     )
 
 
@@ -124,3 +131,36 @@ def _announced_size(
         if (match := _SIZE_IN_BOUNCE.search(recipient.diagnostic or ""))
     ]
     return sizes[-1] if sizes and sizes[-1] > 0 else None
+
+
+def routes_taken(events: Sequence[dict[str, Any]]) -> tuple[RouteTaken, ...]:
+    """Each relay's route decision per domain, with the attempts it then made, oldest first.
+
+    Events carry the `node` that logged them; an attempt belongs to the route of the same
+    node and queue entry whose domain its recipients are in.
+    """
+    routes: list[RouteTaken] = []
+    for event in events:
+        if event.get("event") != "route":
+            continue
+        node, domain = event.get("node"), str(event.get("domain") or "")
+        tried = tuple(
+            f"{attempt.get('host')}[{attempt.get('address')}]:{attempt.get('port')}"
+            for attempt in events
+            if attempt.get("event") == "delivery-attempt"
+            and attempt.get("node") == node
+            and attempt.get("queue_id") == event.get("queue_id")
+            and any(domain_of(str(r)) == domain for r in attempt.get("recipients") or [])
+        )
+        routes.append(
+            RouteTaken(
+                node=str(node) if node else None,
+                domain=domain,
+                method=str(event.get("method") or ""),
+                pattern=event.get("pattern"),
+                hops=tuple(str(hop) for hop in event.get("hops") or []),
+                failure=event.get("failure"),
+                tried=tried,
+            )
+        )
+    return tuple(routes)

@@ -100,7 +100,9 @@ async def _lookup_domain(context: ProbeContext, domain: str) -> DomainLookup:
         return DomainLookup(domain, "temporary", error=str(error) or type(error).__name__)
     if not records:
         return DomainLookup(domain, "null-mx")
-    hosts = tuple(record.split()[-1].rstrip(".").lower() for record in records)
+    # Lowest preference first: the primary MX leads, backups follow.
+    ordered = sorted(records, key=_preference)
+    hosts = tuple(record.split()[-1].rstrip(".").lower() for record in ordered)
     if hosts != (domain.lower().rstrip("."),):
         return DomainLookup(domain, "ok", hosts)
     try:
@@ -110,6 +112,12 @@ async def _lookup_domain(context: ProbeContext, domain: str) -> DomainLookup:
     except Exception as error:  # the A fallback could not be checked
         return DomainLookup(domain, "no-mx", error=str(error) or type(error).__name__)
     return DomainLookup(domain, "no-mx", a_fallback=tuple(addresses))
+
+
+def _preference(record: str) -> int:
+    """The preference of an MX record's text ("10 mx.example.net.")."""
+    first = record.split()[0] if record.split() else ""
+    return int(first) if first.isdigit() else 0
 
 
 async def _reverse(context: ProbeContext, address: str) -> str | None:
