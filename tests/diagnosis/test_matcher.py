@@ -142,7 +142,6 @@ def test_settings_templates_keep_types_and_drop_what_cannot_be_filled() -> None:
     assert render_settings(impossible, FACTS) == {}
 
 
-
 def test_a_settings_template_falls_back_to_the_next_fact_that_is_there() -> None:
     spec = RemedySpec(text="", settings={"size": "{delivery.size_suggestion|ehlo.size}"})
     both = {"delivery": {"size_suggestion": 500_000}, "ehlo": {"size": 25_000_000}}

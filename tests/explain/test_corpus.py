@@ -55,3 +55,16 @@ def test_top1_and_top3_rates(capsys: pytest.CaptureFixture[str]) -> None:
             print(f"  not first: {miss}")
     assert rate1 >= TOP1_AT_LEAST, misses
     assert rate3 >= TOP3_AT_LEAST, misses
+
+
+def test_the_held_out_set_is_well_formed_and_apart() -> None:
+    """The held-out texts (rates printed by `benchmarks/explain_corpus.py`, never asserted:
+    asserting them would make them a second tuning set) are real cases, none in the corpus."""
+    held_out = yaml.safe_load(CORPUS.with_name("explain_heldout.yaml").read_text())["cases"]
+    catalog = {entry.id for entry in load_catalog().entries}
+    assert len(held_out) >= 20
+    for case in held_out:
+        assert set(case) == {"text", "cause", "source"}, case
+        assert case["cause"] in catalog, case["cause"]
+        assert case["source"].startswith("https://"), case["source"]
+    assert not {case["text"] for case in held_out} & {case["text"] for case in CASES}

@@ -144,12 +144,10 @@ FAULTS = [
     ),
     Fault(
         "port-dropped-others-refused",
-        "port-blocked-timeout",
+        "port-filtered",
         mail={"listeners": [{"port": 25}, SUBMISSION, {"port": 465, "tls": "implicit"}]},
         router={"ports": {25: "drop"}, "default": "reject"},
         settings={"timeout": 2.0},
-        engine_wrong="port 25 timing out while 465 and 587 reset is connect-timeout-everywhere, "
-        "not a filtered port on a host that is up",
     ),
     Fault("port-refused", "connection-refused", router={"ports": {25: "reject"}}),
 ]

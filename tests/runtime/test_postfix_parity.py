@@ -42,12 +42,7 @@ ALL = [_as_postfix(scenario) for scenario in load_catalog()[0]]
 EXPRESSIBLE = [scenario for scenario, refused in ALL if not refused]
 REFUSED = {scenario.id: refused for scenario, refused in ALL if refused}
 # Verdicts that differ with Postfix: an engine or catalog bug, not a wording difference.
-ENGINE_WRONG: dict[str, str] = {
-    "destination-down": "Postfix's expiry bounce 'connect to mx.example.net[…]:25: Connection "
-    "timed out' is not recognised (unclassified)",
-    "null-mx": "Postfix's bounce 'Domain example.org does not accept mail (nullMX)' is not "
-    "recognised (unclassified)",
-}
+ENGINE_WRONG: dict[str, str] = {}
 
 
 # Not a verdict: lab time in Postfix's whole seconds. postgrey's one-second delay against the

@@ -102,7 +102,7 @@ def follow(findings: Findings) -> Asking[None]:
             duration=delivery.duration,
         )
     elif delivery.state == "bounced" and first is not None:
-        why = "the queue lifetime ran out" if delivery.expired else "a permanent failure"
+        why = "the queue lifetime ran out" if facts["expired"] else "a permanent failure"
         if facts["accepted_then_bounced"]:
             why += (
                 ": the next server took it with 250 at RCPT and bounced it afterwards, "
@@ -110,7 +110,7 @@ def follow(findings: Findings) -> Asking[None]:
             )
         findings.fail(
             Probe.DELIVERY,
-            "expired" if delivery.expired else "bounce",
+            "expired" if facts["expired"] else "bounce",
             first.diagnostic or f"bounced with {first.status}",
             title=title,
             tried=tried,
@@ -167,7 +167,14 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "deferred": bool(delivery.deferrals),
         "deferral_statuses": statuses,
         "deferral_text": " | ".join(d.reason for d in delivery.deferrals),
-        "expired": delivery.expired,
+        "last_error": (
+            delivery.deferrals[-1].reason
+            if delivery.deferrals
+            else " ".join((first.diagnostic or "").split())
+            if first
+            else ""
+        ),
+        "expired": delivery.expired or _gave_up_retrying(bounced),
         "route_failure": delivery.route_failure,
         "recipients": [
             {
@@ -194,3 +201,12 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "routes": route_summary(delivery.routes),
         "hop": delivery_hop(delivery),
     }
+
+
+def _gave_up_retrying(bounced: list[Any]) -> bool:
+    """A bounce whose status is transient (4.x.x) reports retries that ran out of time.
+
+    RFC 3464 `Action: failed` with the last temporary status is how Postfix returns
+    an expired message ("status 4.4.1, connect to ...: Connection timed out").
+    """
+    return any((recipient.status or "").startswith("4") for recipient in bounced)

@@ -98,11 +98,15 @@ async def _lookup_domain(context: ProbeContext, domain: str) -> DomainLookup:
         )
     except Exception as error:  # as above: a failed lookup, not a crash
         return DomainLookup(domain, "temporary", error=str(error) or type(error).__name__)
-    if not records:
-        return DomainLookup(domain, "null-mx")
+    # A null MX ("0 .", RFC 7505) arrives as [] from the lab's resolver and as the root
+    # host from a container's; mixed with real exchangers it is ignored (§3).
     # Lowest preference first: the primary MX leads, backups follow.
     ordered = sorted(records, key=_preference)
-    hosts = tuple(record.split()[-1].rstrip(".").lower() for record in ordered)
+    hosts = tuple(
+        host for host in (record.split()[-1].rstrip(".").lower() for record in ordered) if host
+    )
+    if not hosts:
+        return DomainLookup(domain, "null-mx")
     if hosts != (domain.lower().rstrip("."),):
         return DomainLookup(domain, "ok", hosts)
     try:
