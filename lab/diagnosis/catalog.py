@@ -451,8 +451,7 @@ def _settings_value(template: Any, context: Mapping[str, Any]) -> Any:
         whole = _PLACEHOLDER.fullmatch(template)
         if whole is not None:
             # `{a|b}`: the first path present (words are no setting, so no last resort).
-            paths = [whole.group(1), *(whole.group(2) or "").split("|")]
-            for path in paths:
+            for path in [whole.group(1), *(whole.group(2) or "").split("|")]:
                 if _PATH.match(path) and _present(value := lookup(context, path)):
                     return value
             raise _Unresolved(whole.group(1))

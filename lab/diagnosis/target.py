@@ -310,17 +310,11 @@ class LabTarget:
         behind a router (the customer's), no mail server (a relay may trust its MX peers);
         the lab DNS first, as an auditor with no part in the mail flow."""
         inside = {spec.inside for _, spec in self.topology.routers()}
-        candidates = [
-            node
-            for node in self.topology.nodes.values()
-            if node.running
-            and node.kind in ("dns", "client")
-            and node.name != self.client
-            and not inside & set(node.addresses)
-        ]
-        if not candidates:
+        outside = (n for n in self.topology.nodes.values() if not inside & set(n.addresses))
+        candidates = [n for n in outside if n.running and n.kind in ("dns", "client")]
+        chosen = min(candidates, key=lambda n: (n.kind != "dns", n.name), default=None)
+        if chosen is None or chosen.name == self.client:
             return None
-        chosen = min(candidates, key=lambda node: (node.kind != "dns", node.name))
         return f"{chosen.name} ({chosen.address})", self.lab.connector_for(chosen.name)
 
 
