@@ -31,6 +31,18 @@ class HostUnreachable(ConnectError):
     """No route to the host."""
 
 
+class NetworkUnreachable(HostUnreachable):
+    """No route to the host's network (ENETUNREACH): a router on the way answered ICMP
+    "network unreachable", as an ISP whose uplink is down does."""
+
+
+def unreachable(code: int | None, host: str, port: int) -> HostUnreachable:
+    """The error for an ICMP unreachable answer to a connect, by its errno."""
+    if code == errno.ENETUNREACH:
+        return NetworkUnreachable(errno.ENETUNREACH, f"network unreachable for {host}:{port}")
+    return HostUnreachable(errno.EHOSTUNREACH, f"no route to {host}:{port}")
+
+
 class Connector(Protocol):
     """Opens connections on behalf of one node, from where that node stands."""
 
@@ -63,5 +75,5 @@ async def open_tcp(host: str, port: int, *, timeout: float) -> Streams:
         raise ConnectRefused(errno.ECONNREFUSED, f"connection to {host}:{port} refused") from None
     except OSError as error:
         if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            raise HostUnreachable(error.errno, f"no route to {host}:{port}") from None
+            raise unreachable(error.errno, host, port) from None
         raise

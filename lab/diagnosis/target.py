@@ -225,7 +225,8 @@ class LabTarget:
             return None
         if port is not None:
             verdict = path_verdict(self.topology, self.client, address, port)
-            if verdict.action in (Action.DROP, Action.REJECT) and verdict.by is not None:
+            stopped = (Action.DROP, Action.REJECT, Action.NET_UNREACHABLE)
+            if verdict.action in stopped and verdict.by is not None:
                 return verdict.by
             if verdict.target is not None:
                 return verdict.target

@@ -297,7 +297,7 @@ class RouterConfig(NodeConfig):
     outside_subnet: str
     ports: dict[int, PortPolicy] = {}
     default: PortPolicy = PortPolicy.ALLOW
-    outage: bool = False
+    outage: bool | Literal["unreachable"] = False  # "unreachable": ICMP net-unreachable
     inspection: InspectionConfig | None = None
     line: LineConfig | None = None
 

@@ -34,6 +34,7 @@ from typing import Any
 from lab.nodes.config import RouterConfig
 from lab.nodes.events import EventLog
 from lab.scenario.model import PortPolicy
+from lab.scenario.vocabulary import OUTAGE_UNREACHABLE
 
 CHAIN = "SMTPLAB-ISP"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -60,7 +61,10 @@ def router_rules(config: RouterConfig, inside_if: str, outside_if: str) -> list[
         ["-t", "filter", "-A", "FORWARD", "-i", inside_if, "-o", outside_if, "-j", CHAIN],
     ]  # fmt: skip
     chain = ["-t", "filter", "-A", CHAIN]
-    if config.outage:
+    if config.outage == OUTAGE_UNREACHABLE:
+        # The uplink is down: the ISP's router says so, at once, for every packet.
+        rules.append([*chain, "-j", "REJECT", "--reject-with", "icmp-net-unreachable"])
+    elif config.outage:
         rules.append([*chain, "-j", "DROP"])
     else:
         for port in sorted(config.ports):

@@ -62,6 +62,14 @@ class MailSettingsPatch(StrictModel):
         return MailSettings.model_validate({**settings.model_dump(by_alias=True), **changes})
 
 
+class Colleagues(StrictModel):
+    """The office's other machines: behind the same router, so the servers see them at the
+    customer's public address, holding SMTP sessions open while the mail program sends."""
+
+    sessions: int = Field(ge=1, le=200, description="Sessions they hold open, greeted and idle.")
+    port: Port | None = Field(default=None, description="Their port; default the mail program's.")
+
+
 class ClientNode(NodeBase):
     """The customer's computer and its mail program."""
 
@@ -69,3 +77,8 @@ class ClientNode(NodeBase):
     network: NodeName
     hostname: Hostname = "pc.customer.lan"
     settings: MailSettings
+    colleagues: Colleagues | None = Field(
+        default=None,
+        description="Other machines of the office sharing its public address (NAT) that keep "
+        "sessions open to the mail program's server while it sends.",
+    )

@@ -112,7 +112,11 @@ class RouterNode(NodeBase):
         default={}, description="Policy per destination TCP port, for traffic going outside."
     )
     default: PortPolicy = PortPolicy.ALLOW
-    outage: bool = Field(default=False, description="Nothing gets through at all.")
+    outage: bool | Literal["unreachable"] = Field(
+        default=False,
+        description="Nothing gets through at all: true drops every packet (timeouts); "
+        "'unreachable' answers each with ICMP network unreachable (the ISP's uplink is down).",
+    )
     inspection: Inspection | None = Field(
         default=None, description="SMTP inspection of connections going outside."
     )

@@ -15,6 +15,11 @@ class PortPolicy(StrEnum):
     REJECT = "reject"  # answered with a reset: the client sees "connection refused"
 
 
+# A router's `outage` that answers every connection with ICMP "network unreachable" (the
+# ISP's uplink is down) instead of dropping it (`outage: true`).
+OUTAGE_UNREACHABLE = "unreachable"
+
+
 class ListenerTls(StrEnum):
     """TLS on a server listener."""
 

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.addresses import ip_literal
-from lab.net import ConnectError, Connector, ConnectRefused, ConnectTimeout, HostUnreachable
+from lab.net import (
+    ConnectError,
+    Connector,
+    ConnectRefused,
+    ConnectTimeout,
+    HostUnreachable,
+    NetworkUnreachable,
+)
 from lab.scenario.model import MailSettings, Outcome, Security, Stage
 from lab.smtp import sasl
 from lab.smtp.connection import Clock
@@ -130,6 +137,9 @@ class _MailProgram:
         except ConnectRefused:
             text = f"connection to {self.where} refused"
             return _Verdict(Outcome.CONNECT_REFUSED, Stage.CONNECT, text)
+        except NetworkUnreachable:
+            text = f"network unreachable for {self.where}"
+            return _Verdict(Outcome.UNREACHABLE, Stage.CONNECT, text)
         except HostUnreachable:
             text = f"no route to {self.where}"
             return _Verdict(Outcome.UNREACHABLE, Stage.CONNECT, text)

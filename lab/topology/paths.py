@@ -10,7 +10,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address
 
 from lab.nodes.config import InspectionConfig, LineConfig, RouterConfig
-from lab.scenario.vocabulary import PortPolicy
+from lab.scenario.vocabulary import OUTAGE_UNREACHABLE, PortPolicy
 from lab.topology.plan import Topology
 
 
@@ -20,7 +20,8 @@ class Action(StrEnum):
     ALLOW = "allow"
     DROP = "drop"
     REJECT = "reject"
-    UNREACHABLE = "unreachable"
+    UNREACHABLE = "unreachable"  # no route to the host
+    NET_UNREACHABLE = "net-unreachable"  # a router answers ICMP network unreachable
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ def path_verdict(topology: Topology, source: str, address: str, port: int) -> Ve
     for router, spec in topology.routers():
         if spec.inside in origin.addresses and spec.outside == target_network:
             nat = router.addresses[spec.outside]
+            if spec.outage == OUTAGE_UNREACHABLE:
+                reason = "ISP outage: network unreachable"
+                return Verdict(Action.NET_UNREACHABLE, nat, target.name, router.name, reason)
             if spec.outage:
                 return Verdict(Action.DROP, nat, target.name, router.name, "ISP outage")
             policy = spec.ports.get(port, spec.default)

@@ -26,7 +26,7 @@ from lab.diagnosis.target import PortMapConnector, ServerTarget, nameserver_reso
 from lab.nodes import dns
 from lab.nodes.config import DnsConfig, DnsRecordConfig
 from lab.nodes.tls import issue_certificates, server_context
-from lab.runtime.local import Blackhole, ClosedPort
+from lab.runtime.emulated import Blackhole, ClosedPort
 from lab.scenario.model import CertificateFault, MailSettings
 from tests.diagnosis.fakesmtp import Behaviour, FakeSmtpServers
 

@@ -54,6 +54,14 @@ def diagnoses() -> dict[str, Outcome]:
     return asyncio.run(_diagnose_all())
 
 
+def diagnosed(diagnoses: dict[str, Outcome], scenario: str) -> tuple[list[Step], Diagnosis]:
+    """One scenario's walk and verdict; its error re-raised."""
+    outcome = diagnoses[scenario]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 def _remedy_has_settings(entry_id: str) -> bool:
     entry = next(entry for entry in load_catalog().entries if entry.id == entry_id)
     return bool(entry.remedy.settings or entry.remedy.optional)
@@ -129,3 +137,53 @@ def test_healthy_path_is_all_green(diagnoses: dict[str, Outcome]) -> None:
     ]
     assert diagnosis.severity is Status.OK
     assert "correct-horse" not in str([step.transcript for step in steps])
+
+
+def test_submission_on_465_only_changes_port_and_security(
+    diagnoses: dict[str, Outcome],
+) -> None:
+    steps, diagnosis = diagnosed(diagnoses, "submission-465-only")
+    ports = next(step for step in steps if step.probe is Probe.PORTS)
+    assert ports.evidence["refused"] == [25, 587, 2525]
+    assert ports.evidence["suggested"]["port"] == 465
+    # the login alone would still go to a port nobody answers: port and security change too
+    settings = diagnosis.remedy.settings
+    assert (settings["port"], settings["security"]) == (465, "tls")
+    assert settings["auth"]["user"] == "alice@example.com"
+    fix = steps[-1]
+    assert fix.probe is Probe.FIX
+    assert fix.status is Status.OK
+    assert "port 465, security tls" in fix.proves
+    assert diagnosis.fix_verified is True
+    assert "delivered to bob@example.net" in (diagnosis.fix_outcome or "")
+    assert "mail.example.com 465" in diagnosis.confirm
+
+
+def test_office_nat_limit_names_who_must_act_not_a_setting(
+    diagnoses: dict[str, Outcome],
+) -> None:
+    steps, diagnosis = diagnosed(diagnoses, "office-nat-connection-limit")
+    banner = next(step for step in steps if step.probe is Probe.BANNER)
+    assert banner.status is Status.FAIL
+    assert any(
+        "421 4.7.0" in line.text and "too many connections from" in line.text
+        for line in banner.transcript
+    )
+    assert diagnosis.node == "relay"
+    assert not diagnosis.remedy.settings
+    assert diagnosis.fix_verified is None
+    assert "who must act" in diagnosis.remedy.text
+    assert "per-address limit" in diagnosis.remedy.text
+
+
+def test_isp_outage_is_network_unreachable_not_a_timeout(diagnoses: dict[str, Outcome]) -> None:
+    steps, diagnosis = diagnosed(diagnoses, "isp-outage")
+    ports = next(step for step in steps if step.probe is Probe.PORTS)
+    assert ports.status is Status.FAIL
+    assert ports.evidence["unreachable"] == "network"
+    assert {row["state"] for row in ports.evidence["results"]} == {"unreachable"}
+    assert ports.duration < 1.0, "an ICMP answer, not a timeout"
+    assert diagnosis.entry != "connect-timeout-everywhere"
+    assert diagnosis.node == "isp"
+    assert not diagnosis.remedy.settings
+    assert "internet provider (ISP)" in diagnosis.remedy.text

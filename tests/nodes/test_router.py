@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -38,7 +38,7 @@ ACCEPT_REST = [*CHAIN_RULE, "-j", "ACCEPT"]
 def config(
     ports: dict[int, PortPolicy] | None = None,
     default: PortPolicy = PortPolicy.ALLOW,
-    outage: bool = False,
+    outage: bool | Literal["unreachable"] = False,
     inspection: InspectionConfig | None = None,
 ) -> RouterConfig:
     return RouterConfig(
@@ -86,6 +86,12 @@ RULES = [
         config({25: PortPolicy.ALLOW}, outage=True),
         [*BASE, [*CHAIN_RULE, "-j", "DROP"], NAT],
         id="outage",
+    ),
+    pytest.param(
+        # The uplink is down: every packet gets ICMP network unreachable, at once.
+        config({25: PortPolicy.DROP}, outage="unreachable"),
+        [*BASE, [*CHAIN_RULE, "-j", "REJECT", "--reject-with", "icmp-net-unreachable"], NAT],
+        id="outage-unreachable",
     ),
     pytest.param(
         config(inspection=InspectionConfig(ports=[2525, 25])),

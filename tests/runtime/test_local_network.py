@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.net import ConnectRefused, ConnectTimeout, HostUnreachable
-from lab.runtime.local import EmulatedNetwork
+from lab.runtime.emulated import EmulatedNetwork
 from lab.scenario.loader import load_scenario
 from lab.topology import resolve
 

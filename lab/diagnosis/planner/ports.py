@@ -8,6 +8,7 @@ speaks SMTP (`suggested`). Sets the `ports` facts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ ALTERNATIVE_PORTS: tuple[int, ...] = (25, 465, 587, 2525)
 # implicit TLS (RFC 8314), then the unofficial 2525, and relaying port 25 last.
 PORT_PREFERENCE: tuple[int, ...] = (587, 465, 2525, 25)
 IMPLICIT_TLS_PORTS = frozenset({465})
+# How `lab.net` (and the kernel, via strerror) words ENETUNREACH.
+NETWORK_UNREACHABLE = re.compile(r"network (is )?unreachable", re.IGNORECASE)
 
 
 def port_list(configured: int, alternatives: Sequence[int] = ALTERNATIVE_PORTS) -> tuple[int, ...]:
@@ -65,6 +68,8 @@ def _conclude(findings: Findings, result: PortsResult) -> bool:
         "all_refused": all(row["state"] == "refused" for row in rows),
         "suggested": suggested,
         "implicit_port": implicit,
+        # which ICMP unreachable answered: "network" (no path to its network), "host"
+        "unreachable": _unreachable_kind(configured),
     }
     findings.facts["ports"] = facts
     listed = ", ".join(str(row["port"]) for row in rows)
@@ -95,6 +100,12 @@ def _conclude(findings: Findings, result: PortsResult) -> bool:
             f"Port {settings.port} refused the connection: nothing listens there, or a "
             f"firewall answers with a reset.{alternative}"
         )
+    elif facts["unreachable"] == "network":
+        proves = (
+            f"A router on the way answered at once that the network of {result.address} is "
+            "unreachable (ICMP network unreachable): no path leads out, on any port. Not a "
+            "timeout (nothing dropped) and not refused (no server said no)."
+        )
     elif configured.state == "unreachable":
         proves = f"There is no route to {result.address}: the network path is broken."
     else:
@@ -108,6 +119,13 @@ def _conclude(findings: Findings, result: PortsResult) -> bool:
         proves=f"{proves} {summary}.",
         duration=result.duration,
     )
+
+
+def _unreachable_kind(probe: PortProbe) -> str | None:
+    """ "network" or "host" for an unreachable port, from the connector's words; else None."""
+    if probe.state != "unreachable":
+        return None
+    return "network" if NETWORK_UNREACHABLE.search(probe.detail or "") else "host"
 
 
 def _row(probe: PortProbe) -> dict[str, Any]:

@@ -66,6 +66,8 @@ def main_cf(config: MailServerConfig) -> str:
         "smtp_tls_security_level": "may",
         "smtp_connect_timeout": postfix_time(config.queue.connect_timeout if config.queue else 2),
         "unknown_client_reject_code": str(config.checks.ptr_reject_code),
+        # Sessions at once from one client address (anvil): the office behind one NAT.
+        "smtpd_client_connection_count_limit": str(config.limits.per_client),
     }
     if config.tls is not None:
         settings["smtpd_tls_cert_file"] = str(config.tls.cert_file)

@@ -14,6 +14,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabStartError
+from lab.runtime.colleagues import open_colleague_sessions
 from lab.runtime.docker import live
 from lab.runtime.docker.commands import CommandFactory, node_command
 from lab.runtime.docker.engine import first_line
@@ -116,7 +117,13 @@ class DockerBackend:
         Raises:
             LabStartError: a subnet collides, the engine refused, or a node was not ready.
         """
-        return await asyncio.to_thread(self.up_sync, topology)
+        lab = await asyncio.to_thread(self.up_sync, topology)
+        try:
+            lab.colleagues = await open_colleague_sessions(lab)
+        except BaseException:
+            await lab.down()
+            raise
+        return lab
 
     def up_sync(self, topology: Topology) -> DockerLab:
         """`up` for callers without an event loop.

@@ -24,6 +24,7 @@ from lab.errors import LabError
 from lab.nodes.events import read_events
 from lab.runtime import labels
 from lab.runtime.base import Endpoint
+from lab.runtime.colleagues import ColleagueSessions
 from lab.runtime.docker import live
 from lab.runtime.docker.commands import INIT_DONE, CommandFactory, customer_gateways
 from lab.runtime.docker.containers import ContainerTarget, create_container
@@ -78,6 +79,7 @@ class DockerLab:
         self.detached = detached
         self.ready_timeout = ready_timeout
         self.readiness = readiness
+        self.colleagues: ColleagueSessions | None = None  # the office's other machines
         self.containers: dict[str, str] = {}  # node -> container id
         self.networks: dict[str, str] = {}  # scenario network -> docker network id
         self._pids: dict[str, int] = {}
@@ -326,6 +328,8 @@ class DockerLab:
 
     async def down(self) -> None:
         """Stop every node and remove everything the lab created; idempotent."""
+        if self.colleagues is not None:
+            self.colleagues.close()
         await asyncio.to_thread(self.down_sync)
 
     def __enter__(self) -> DockerLab:

@@ -11,7 +11,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from lab.net import ConnectRefused, ConnectTimeout, HostUnreachable, Streams
+from lab.net import ConnectRefused, ConnectTimeout, Streams, unreachable
 
 RESOLVE_TIMEOUT = 2.0
 
@@ -85,7 +85,7 @@ class NamespaceConnector:
         except OSError as error:
             sock.close()
             if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-                raise HostUnreachable(error.errno, f"no route to {host}:{port}") from None
+                raise unreachable(error.errno, host, port) from None
             raise
         except BaseException:
             sock.close()

@@ -178,7 +178,7 @@ def _endpoint_note(verdict: Verdict) -> str:
             "accepts), then the connection closes at once without a byte; inside the lab "
             "it is 'connection refused'"
         )
-    if verdict.action is Action.UNREACHABLE:
+    if verdict.action in (Action.UNREACHABLE, Action.NET_UNREACHABLE):
         return f"{verdict.reason}: accepted on the host, then closed at once"
     return verdict.reason
 
