@@ -1,6 +1,6 @@
 """How every layer reads a mail address's domain and a host given as an IP address.
 
-One home for two small rules that the scenario checks, the servers, the mail
+One home for the small rules that the scenario checks, the servers, the mail
 program, the diagnosis and the TUI all apply, so that they agree on the edge
 cases (case, trailing dot, the null sender `<>`, brackets, `IPv6:` tags). The
 rules follow RFC 5321: domains compare case-insensitively (§2.4), the domain
@@ -21,6 +21,17 @@ def domain_of(address: str) -> str:
     text = address.strip().removeprefix("<").removesuffix(">").strip()
     _, at, domain = text.rpartition("@")
     return domain.strip().lower().rstrip(".") if at else ""
+
+
+def without_extension(address: str, delimiters: str | None) -> str:
+    """The address without its subaddress (RFC 5233): "bob+tag@x" -> "bob@x" when "+" is one
+    of `delimiters` (Postfix's recipient_delimiter: the first one found splits); unchanged
+    when there is none or no delimiter is configured."""
+    local, at, domain = address.rpartition("@")
+    if not delimiters or not at:
+        return address
+    cut = min((local.find(char) for char in delimiters if char in local), default=-1)
+    return f"{local[:cut]}@{domain}" if cut > 0 else address
 
 
 def ip_literal(host: str) -> IPAddress | None:

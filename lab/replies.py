@@ -79,6 +79,8 @@ S550_UNKNOWN_CLIENT = Reply(
 S550_SPF_FAIL = Reply(
     550, "5.7.23", "SPF validation failed: {domain} does not permit [{client}] to send its mail"
 )
+# OpenDMARC's reply at the end of DATA (RejectFailures true), as Postfix relays it.
+S550_DMARC_REJECT = Reply(550, "5.7.1", "rejected by DMARC policy for {domain}")
 S550_SEND_AS_DENIED = Reply(
     550, "5.7.60", "Client does not have permissions to send as this sender"
 )

@@ -14,7 +14,7 @@ from email.parser import BytesHeaderParser
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from lab.addresses import domain_of
+from lab.addresses import domain_of, without_extension
 from lab.nodes.config import MailServerConfig
 from lab.scenario.model import Outcome, Stage
 
@@ -182,8 +182,13 @@ def _follow_time(lab: Lab) -> float:
 def _fate(lab: Lab, report: RunReport, address: str) -> RecipientFate:
     message_id = report.send.message_id
     for node in mail_hosts(lab, address):
-        if any(_message_id(raw) == message_id for raw in lab.mailbox(node, address)):
-            return RecipientFate(address, Fate.DELIVERED, node)
+        config = lab.topology.nodes[node].config
+        assert isinstance(config, MailServerConfig)
+        # "bob+tag@" is stored in bob's mailbox where the server has a recipient delimiter.
+        mailbox = without_extension(address, config.recipient_delimiter)
+        for box in dict.fromkeys([address, mailbox]):
+            if any(_message_id(raw) == message_id for raw in lab.mailbox(node, box)):
+                return RecipientFate(address, Fate.DELIVERED, node)
     bounce = _find_bounce(lab, report.settings.sender, message_id, address)
     if bounce is not None:
         return bounce

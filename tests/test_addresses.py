@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from lab.addresses import domain_of, ip_literal, is_ip_literal
+from lab.addresses import domain_of, ip_literal, is_ip_literal, without_extension
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,19 @@ def test_ip_literal(host: str, address: str | None) -> None:
     expected = None if address is None else ipaddress.ip_address(address)
     assert ip_literal(host) == expected
     assert is_ip_literal(host) is (address is not None)
+
+
+@pytest.mark.parametrize(
+    ("address", "delimiters", "mailbox"),
+    [
+        ("bob+orders@example.net", "+", "bob@example.net"),
+        ("bob+orders+2026@example.net", "+", "bob@example.net"),  # the first one splits
+        ("bob-orders@example.net", "+-", "bob@example.net"),
+        ("bob+orders@example.net", None, "bob+orders@example.net"),  # no subaddressing
+        ("bob+orders@example.net", "-", "bob+orders@example.net"),
+        ("+orders@example.net", "+", "+orders@example.net"),  # no user part left
+        ("bob+orders", "+", "bob+orders"),  # no domain: not an address
+    ],
+)
+def test_without_extension(address: str, delimiters: str | None, mailbox: str) -> None:
+    assert without_extension(address, delimiters) == mailbox

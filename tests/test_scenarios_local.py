@@ -72,6 +72,40 @@ async def test_happy_path_lands_in_bobs_mailbox_via_the_relay(lab: Lab) -> None:
     assert "correct-horse" not in text
 
 
+async def test_plus_addressing_lands_in_the_users_mailbox_with_a_delimiter() -> None:
+    # The scenario's knob the other way round: the supplier's MX turns subaddressing on.
+    scenario = load_scenario(SCENARIOS / "plus-addressing.yaml")
+    mx = scenario.nodes["mx"].model_copy(update={"recipient_delimiter": "+"})
+    subaddressing = scenario.model_copy(update={"nodes": {**scenario.nodes, "mx": mx}})
+    async with running_lab(subaddressing, LocalBackend()) as running:
+        report = await run_once(running)
+        assert report.outcome is Outcome.DELIVERED, report.text
+        assert [(f.address, f.fate, f.node) for f in report.recipients] == [
+            ("bob+orders@example.net", Fate.DELIVERED, "mx")
+        ]
+        (stored,) = running.mailbox("mx", "bob@example.net")
+        assert message_from_bytes(stored)["Message-ID"] == report.send.message_id
+        assert running.mailbox("mx", "bob+orders@example.net") == []
+        rcpt = [e for e in running.events("mx") if e.get("verb") == "rcpt"]
+        assert [(e["address"], e["code"]) for e in rcpt] == [("bob+orders@example.net", 250)]
+
+
+@scenario_lab("catch-all-bounce")
+async def test_catch_all_takes_the_typo_at_rcpt_and_bounces_it_afterwards(lab: Lab) -> None:
+    report = await run_once(lab)
+    assert report.outcome is Outcome.BOUNCED
+    # the gateway said 250 to the relay's RCPT ...
+    rcpt = [e for e in lab.events("mx") if e.get("verb") == "rcpt"]
+    assert [(e["address"], e["code"]) for e in rcpt] == [("bbo@example.net", 250)]
+    assert any(e.get("event") == "delivered" for e in lab.events("relay"))
+    # ... and its own DSN, not the relay's, came back to alice
+    (bounce,) = lab.mailbox("relay", "alice@example.com")
+    dsn = parse_dsn(bounce)
+    assert dsn.reporting_mta == "mx.example.net"
+    (failed,) = dsn.recipients
+    assert (failed.recipient, failed.status) == ("bbo@example.net", "5.1.1")
+
+
 @scenario_lab("blocked-port-25")
 async def test_blocked_port_times_out_at_connect(lab: Lab) -> None:
     report = await run_once(lab)

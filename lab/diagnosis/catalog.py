@@ -42,6 +42,7 @@ FACT_SECTIONS = frozenset(
         "rcpt",
         "data",
         "delivery",
+        "relay",
         "problem",
         "outcome",
     }
@@ -449,10 +450,11 @@ def _settings_value(template: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(template, str):
         whole = _PLACEHOLDER.fullmatch(template)
         if whole is not None:
-            value = lookup(context, whole.group(1))
-            if not _present(value):
-                raise _Unresolved(whole.group(1))
-            return value
+            # `{a|b}`: the first path present (words are no setting, so no last resort).
+            for path in [whole.group(1), *(whole.group(2) or "").split("|")]:
+                if _PATH.match(path) and _present(value := lookup(context, path)):
+                    return value
+            raise _Unresolved(whole.group(1))
         for found in _PLACEHOLDER.finditer(template):
             if not _present(lookup(context, found.group(1))):
                 raise _Unresolved(found.group(1))

@@ -74,7 +74,11 @@ async def diagnose(
     """
     started = time.monotonic()
     planner = Planner(
-        settings, helo=target.helo, alternatives=alternatives, can_follow=target.can_follow
+        settings,
+        helo=target.helo,
+        alternatives=alternatives,
+        can_follow=target.can_follow,
+        can_audit=target.outsider() is not None,
     )
     runner = ProbeRunner(target, settings)
     steps: list[Step] = []
@@ -176,7 +180,7 @@ def _locate(step: Step, target: DiagnosisTarget, facts: dict[str, Any]) -> Step:
     node: str | None = None
     if step.probe is Probe.PORTS and address:
         node = target.node_for(address, ports.get("configured"))
-    elif step.probe in _SESSION and address:
+    elif (step.probe in _SESSION or step.probe is Probe.RELAY) and address:
         node = target.node_for(address)
     elif step.probe is Probe.DELIVERY:
         remote = (facts.get("delivery") or {}).get("remote_address")

@@ -27,6 +27,7 @@ class Probe(StrEnum):
     RCPT = "rcpt"
     DATA = "data"
     DELIVERY = "delivery"  # queue, onward attempts, bounce (lab targets only)
+    RELAY = "relay"  # the open-relay audit: a host outside tries to relay (lab targets only)
     FIX = "fix"  # the re-send with the remedy applied
 
 

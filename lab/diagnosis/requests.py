@@ -139,6 +139,18 @@ class FollowMessage:
 
 
 @dataclass(frozen=True)
+class AuditRelay:
+    """From a host outside the customer's networks, without a login: EHLO, MAIL, RCPT to a
+    foreign domain, then RSET and QUIT. Never DATA: nothing is sent anywhere."""
+
+    address: str
+    port: int
+    helo: str
+    sender: str
+    recipient: str
+
+
+@dataclass(frozen=True)
 class CheckReverseDns:
     """The PTR of an address a server refused, and whether that name points back (FCrDNS)."""
 
@@ -161,6 +173,7 @@ Request = (
     | InspectTls
     | PeekAfterStarttls
     | FollowMessage
+    | AuditRelay
     | CheckReverseDns
 )
 
@@ -385,6 +398,8 @@ class DeliveryResult:
     route_failure: str | None = None
     text: str = ""
     remote_address: str | None = None
+    handed_over: tuple[str, ...] = ()  # recipients a relay handed on with a 250
+    remote_size_limit: int | None = None  # the SIZE the next server announced to the relay
     transcript: Lines = ()
     duration: float = 0.0
     # Hosts a server could not reach and went past to its next host at once (bridgeheads,
@@ -392,6 +407,18 @@ class DeliveryResult:
     failovers: tuple[str, ...] = ()
     queued_on: int = 0  # how many servers queued the message on its way
     routes: tuple[RouteTaken, ...] = ()  # oldest first: the relays the message went through
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Result of `AuditRelay`: who tried, and the replies to MAIL and RCPT (None: not reached)."""
+
+    source: str
+    mail: SmtpReply | None = None
+    rcpt: SmtpReply | None = None
+    failure: Failure | None = None
+    transcript: Lines = ()
+    duration: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -424,6 +451,7 @@ Result = (
     | InspectResult
     | PeekResult
     | DeliveryResult
+    | AuditResult
     | ReverseResult
     | Ack
 )

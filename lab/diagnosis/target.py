@@ -130,6 +130,11 @@ class DiagnosisTarget(Protocol):
         """Addresses known to exist (for correcting typos); empty when unknown."""
         ...
 
+    def outsider(self) -> tuple[str, Connector] | None:
+        """A host outside the customer's networks (who, and connections from it), for the
+        open-relay audit; None when there is none to probe from."""
+        ...
+
 
 # --- a lab -----------------------------------------------------------------------------------
 
@@ -301,6 +306,18 @@ class LabTarget:
                 addresses += list(node.config.mailboxes)
         return sorted(dict.fromkeys(addresses))
 
+    def outsider(self) -> tuple[str, Connector] | None:
+        """A running host on the internet side: not the client, not a router, on no network
+        behind a router (the customer's), no mail server (a relay may trust its MX peers);
+        the lab DNS first, as an auditor with no part in the mail flow."""
+        inside = {spec.inside for _, spec in self.topology.routers()}
+        outside = (n for n in self.topology.nodes.values() if not inside & set(n.addresses))
+        candidates = [n for n in outside if n.running and n.kind in ("dns", "client")]
+        chosen = min(candidates, key=lambda n: (n.kind != "dns", n.name), default=None)
+        if chosen is None or chosen.name == self.client:
+            return None
+        return f"{chosen.name} ({chosen.address})", self.lab.connector_for(chosen.name)
+
 
 # --- any server ------------------------------------------------------------------------------
 
@@ -463,6 +480,10 @@ class ServerTarget:
     def directory(self) -> list[str]:
         """Unknown."""
         return []
+
+    def outsider(self) -> tuple[str, Connector] | None:
+        """None: this machine is the only vantage point, and it is the customer's."""
+        return None
 
 
 __all__ = [

@@ -177,12 +177,17 @@ class ClientChecksConfig(ConfigModel):
     dnsbl: list[str] = Field(default=[], description="Absolute DNSBL zones.")
     check_spf: bool = False
     reject_unknown_sender_domain: bool = False
+    check_dmarc: bool = Field(default=False, description="At the end of DATA, not at RCPT.")
 
     @property
     def enabled(self) -> bool:
         """Whether any check needs a DNS lookup."""
         return bool(
-            self.require_ptr or self.dnsbl or self.check_spf or self.reject_unknown_sender_domain
+            self.require_ptr
+            or self.dnsbl
+            or self.check_spf
+            or self.reject_unknown_sender_domain
+            or self.check_dmarc
         )
 
 
@@ -221,6 +226,8 @@ class MailServerConfig(NodeConfig):
     max_recipients: int | None = Field(default=None, ge=1)
     drop_during_data: bool = False
     send_as: SendAsPolicy = SendAsPolicy.ANY
+    catch_all: bool = Field(default=False, description="Accept unknown local mailboxes at RCPT.")
+    recipient_delimiter: str | None = None
     flavour: Flavour = Flavour.LAB
     software: MtaSoftware = MtaSoftware.LAB
     postfix: dict[str, str] = Field(default={}, description="Extra main.cf parameters.")

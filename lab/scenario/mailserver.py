@@ -126,6 +126,12 @@ class MailServerNode(NodeBase):
     users: dict[Line, Line] = Field(default={}, description="Login name -> password.")
     domains: list[Hostname] = Field(default=[], description="Domains whose mailboxes live here.")
     mailboxes: dict[Address, Mailbox] = {}
+    recipient_delimiter: str | None = Field(
+        default=None,
+        pattern=r"^[-+=_.]{1,5}$",
+        description="Postfix's recipient_delimiter: 'bob+tag@' is delivered to 'bob@' "
+        "(RFC 5233 subaddress); null: no subaddressing, 'bob+tag@' is an unknown mailbox.",
+    )
     max_size: Size | None = Field(default=None, description="Advertised SIZE limit.")
     greylist: Greylist | None = None
     down: bool | Downtime = Field(
@@ -181,6 +187,11 @@ class MailServerNode(NodeBase):
     )
     reject_unknown_sender_domain: bool = Field(
         default=False, description="450 4.1.8 when the sender's domain has no A/MX records."
+    )
+    check_dmarc: bool = Field(
+        default=False,
+        description="At the end of DATA, refuse (550 5.7.1) a message whose From: domain "
+        "publishes DMARC p=reject when SPF does not pass aligned (the lab signs no DKIM).",
     )
     # --- faults later in the session ---
     max_recipients: int | None = Field(
@@ -271,6 +282,11 @@ class RelayNode(MailServerNode):
     )
     routing: Routing = Routing()
     queue: Queue = Queue()
+    catch_all: bool = Field(
+        default=False,
+        description="Accept every recipient of its domains at RCPT; a mailbox that does not "
+        "exist is bounced afterwards from the queue (accept-then-bounce, 5.1.1).",
+    )
     send_as: SendAsPolicy = Field(
         default=SendAsPolicy.ANY,
         description="'enforce': an authenticated user may only send as himself (550 5.7.60).",

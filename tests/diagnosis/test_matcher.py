@@ -142,6 +142,14 @@ def test_settings_templates_keep_types_and_drop_what_cannot_be_filled() -> None:
     assert render_settings(impossible, FACTS) == {}
 
 
+def test_a_settings_template_falls_back_to_the_next_fact_that_is_there() -> None:
+    spec = RemedySpec(text="", settings={"size": "{delivery.size_suggestion|ehlo.size}"})
+    both = {"delivery": {"size_suggestion": 500_000}, "ehlo": {"size": 25_000_000}}
+    assert render_settings(spec, both) == {"size": 500_000}  # the first present wins
+    assert render_settings(spec, {"ehlo": {"size": 25_000_000}}) == {"size": 25_000_000}
+    assert render_settings(spec, {}) == {}
+
+
 # --- validation ------------------------------------------------------------------------------
 
 GOOD = """

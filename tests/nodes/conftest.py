@@ -21,7 +21,15 @@ from typing import Any, TypeVar
 import pytest
 
 from lab.net import DirectConnector
-from lab.nodes.config import ListenerConfig, MailServerConfig, TlsFiles
+from lab.nodes import dns
+from lab.nodes.config import (
+    DnsConfig,
+    DnsRecordConfig,
+    ListenerConfig,
+    MailServerConfig,
+    ResolverConfig,
+    TlsFiles,
+)
 from lab.nodes.events import EventLog
 from lab.nodes.mailserver import server
 from lab.nodes.mailserver.store import MailStore
@@ -314,3 +322,27 @@ def relay_config(**overrides: Any) -> dict[str, Any]:
     }
     fields.update(overrides)
     return fields
+
+
+@contextlib.asynccontextmanager
+async def lab_dns_server(
+    directory: Path,
+    zones: list[str],
+    records: list[DnsRecordConfig],
+    faults: dict[str, str] | None = None,
+) -> AsyncIterator[ResolverConfig]:
+    """A lab DNS node on 127.0.0.1 serving `records`; the resolver settings that ask it."""
+    config = DnsConfig(
+        name="dns",
+        data_dir=directory / "dns",
+        listen_host=LOCALHOST,
+        port=0,
+        zones=zones,
+        records=records,
+        faults=faults or {},
+    )
+    running = await dns.start(config)
+    try:
+        yield ResolverConfig(nameserver=LOCALHOST, port=running.port, timeout=1.0)
+    finally:
+        await running.stop()

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from lab.nodes import dns
-from lab.nodes.config import DnsConfig, DnsRecordConfig, ResolverConfig
+from lab.nodes.config import DnsRecordConfig, ResolverConfig
 from lab.nodes.events import read_events
 from lab.nodes.mailserver.checks import SpfResult, evaluate_spf
 from lab.nodes.resolver import make_resolver
@@ -36,6 +35,7 @@ from tests.nodes.conftest import (
     LabSMTP,
     MailServerUnderTest,
     StartServer,
+    lab_dns_server,
     listener,
     proxy_header,
 )
@@ -106,20 +106,9 @@ FAULTS = {"3.213.10.in-addr.arpa.": "servfail", "broken.test.": "servfail"}
 
 @pytest.fixture
 async def lab_dns(tmp_path: Path) -> AsyncIterator[ResolverConfig]:
-    config = DnsConfig(
-        name="dns",
-        data_dir=tmp_path / "dns",
-        listen_host=LOCALHOST,
-        port=0,
-        zones=["isp.example.", "2.213.10.in-addr.arpa.", "test.", f"{BLOCKLIST}."],
-        records=RECORDS,
-        faults=FAULTS,
-    )
-    running = await dns.start(config)
-    try:
-        yield ResolverConfig(nameserver=LOCALHOST, port=running.port, timeout=1.0)
-    finally:
-        await running.stop()
+    zones = ["isp.example.", "2.213.10.in-addr.arpa.", "test.", f"{BLOCKLIST}."]
+    async with lab_dns_server(tmp_path, zones, RECORDS, FAULTS) as resolver:
+        yield resolver
 
 
 async def checking_server(

@@ -702,3 +702,18 @@ async def test_temporary_trouble_defers(
     assert deferred["reason"].startswith(reason.format(ip=MX_NET))
     assert deferred["next_attempt_in"] == pytest.approx(30.0, abs=1.0)
     assert world.bounces() == []
+
+
+async def test_a_local_recipient_without_a_mailbox_bounces_from_the_queue(world: World) -> None:
+    # What a catch-all queues after accepting an unknown mailbox at RCPT (accept-then-bounce).
+    outbound = await world.queue()
+    queue_id = await send(outbound, ["nobody@example.com"])
+    (raw,) = world.bounces()
+    report = parse_dsn(raw)
+    assert report.reporting_mta == RELAY_HOST
+    (entry,) = report.recipients
+    assert (entry.recipient, entry.status) == ("nobody@example.com", "5.1.1")
+    assert entry.diagnostic_code == 'unknown user: "nobody"'
+    (bounced,) = world.log("bounced", queue_id=queue_id)
+    assert bounced["status"] == "5.1.1"
+    assert world.log("delivered", queue_id=queue_id) == []

@@ -190,6 +190,25 @@ class TestRelay:
         assert call["client_address"] == PERMITTED_CLIENT
         assert call["authenticated_as"] is None
 
+    async def test_a_catch_all_takes_unknown_mailboxes_and_queues_them_to_bounce(
+        self, mail_server: StartServer
+    ) -> None:
+        server = await mail_server(**relay_config(catch_all=True))
+
+        def conversation() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+            with LabSMTP(server.port(), proxy_source=OUTSIDE_CLIENT) as client:
+                client.mail("sender@remote.example")
+                rcpt = client.rcpt("nobody@example.com")
+                client.rcpt("alice@example.com")
+                return rcpt, client.data(MESSAGE)
+
+        rcpt, data = await talk(conversation)
+        expect(rcpt, S250_RECIPIENT_OK, address="nobody@example.com")
+        assert data[0] == 250
+        (call,) = server.queue.calls  # the queue bounces it: no mailbox
+        assert call["recipients"] == ["nobody@example.com"]
+        assert len(server.store.messages("alice@example.com")) == 1
+
     async def test_auth_does_not_help_where_only_networks_may_relay(
         self, mail_server: StartServer
     ) -> None:

@@ -9,7 +9,8 @@ what each result proves are tested with no network at all.
 The layout follows that path. `sequence` orders the stages and holds the
 `Planner`; one module per stage says what it asks, what it concludes and which
 facts it sets: `resolve` (DNS), `ports`, `greeting` (banner and EHLO), `tls`,
-`auth`, `envelope` (MAIL, RCPT), `delivery` (DATA and the message's fate).
+`auth`, `envelope` (MAIL, RCPT), `delivery` (DATA and the message's fate), `audit`
+(an open-relay check from outside, when the session relayed without a login).
 `facts` collects the facts (one nested dict of plain values per stage, plus the
 decisive `problem` and the `outcome`) and the steps; the fault catalog matches
 these facts and never sees a scenario. `asking` is how a stage asks,

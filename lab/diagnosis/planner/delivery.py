@@ -14,7 +14,7 @@ from typing import Any
 from lab.diagnosis.events import Probe, Status
 from lab.diagnosis.hops import delivery_hop, route_summary
 from lab.diagnosis.planner.asking import Asking, expect, polite
-from lab.diagnosis.planner.facts import Findings, human_size, ms, reply_facts
+from lab.diagnosis.planner.facts import Findings, human_size, ms, reply_facts, size_facts
 from lab.diagnosis.requests import (
     DeliveryResult,
     EndSession,
@@ -106,6 +106,11 @@ def follow(findings: Findings) -> Asking[None]:
         )
     elif delivery.state == "bounced" and first is not None:
         why = "the queue lifetime ran out" if facts["expired"] else "a permanent failure"
+        if facts["accepted_then_bounced"]:
+            why += (
+                ": the next server took it with 250 at RCPT and bounced it afterwards, "
+                "accept-then-bounce as a catch-all does"
+            )
         findings.fail(
             Probe.DELIVERY,
             "expired" if facts["expired"] else "bounce",
@@ -190,6 +195,11 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "code": first.reply_code if first else None,
         "remote_mta": first.remote_mta if first else None,
         "bounced_addresses": [r.address for r in bounced],
+        # The next server's own limit: a size bounce is judged against it, not the provider's.
+        "size_limit": delivery.remote_size_limit,
+        **size_facts(delivery.remote_size_limit),
+        # Taken with a 250 by the next server, bounced all the same: accept-then-bounce.
+        "accepted_then_bounced": any(r.address.lower() in delivery.handed_over for r in bounced),
         "remote_address": delivery.remote_address,
         "text": delivery.text,
         "failovers": list(delivery.failovers),

@@ -50,6 +50,7 @@ _TITLES: dict[Probe, str] = {
     Probe.RCPT: "RCPT TO",
     Probe.DATA: "DATA",
     Probe.DELIVERY: "Follow the message",
+    Probe.RELAY: "Relay audit from outside",
     Probe.FIX: "Re-send with the fix",
 }
 
@@ -63,6 +64,16 @@ def human_size(size: int) -> str:
         if size >= factor:
             return f"{size / factor:.3g} {unit}"
     return f"{size} bytes"
+
+
+def size_facts(size: int | None) -> dict[str, Any]:
+    """A server's SIZE limit as facts, and the size to suggest under it: half the limit,
+    since attachments grow by a third when encoded and headers add more."""
+    return {
+        "size_text": human_size(size) if size else None,
+        "size_suggestion": size // 2 if size else None,
+        "size_suggestion_text": human_size(size // 2) if size else None,
+    }
 
 
 def ms(seconds: float) -> float:
@@ -139,6 +150,7 @@ class Findings:
         alternatives: ports tried next to the configured one.
         can_follow: the target can tell what became of an accepted message.
         now: the time certificates are judged against.
+        can_audit: the target can try to relay from outside the customer's networks.
     """
 
     def __init__(
@@ -149,11 +161,13 @@ class Findings:
         alternatives: Sequence[int],
         can_follow: bool,
         now: datetime,
+        can_audit: bool = False,
     ) -> None:
         self.settings = settings
         self.helo = helo
         self.alternatives = tuple(alternatives)
         self.can_follow = can_follow
+        self.can_audit = can_audit
         self.now = now
         self.facts: dict[str, Any] = {"settings": settings_facts(settings)}
         self._steps: list[Step] = []

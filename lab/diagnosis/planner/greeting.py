@@ -16,7 +16,13 @@ from typing import Any
 
 from lab.diagnosis.events import Probe, Status
 from lab.diagnosis.planner.asking import Asking, expect
-from lab.diagnosis.planner.facts import Findings, human_size, ms, reply_facts, secs
+from lab.diagnosis.planner.facts import (
+    Findings,
+    ms,
+    reply_facts,
+    secs,
+    size_facts,
+)
 from lab.diagnosis.planner.tls_facts import mode_facts
 from lab.diagnosis.requests import (
     EndSession,
@@ -221,10 +227,7 @@ def _conclude_hello(findings: Findings, hello: HelloResult) -> bool:
         "starttls": "STARTTLS" in extensions,
         "auth": extensions.get("AUTH", "").upper().split(),
         "size": size,
-        "size_text": human_size(size) if size else None,
-        # Half the limit: attachments grow by a third when encoded, and headers add more.
-        "size_suggestion": size // 2 if size else None,
-        "size_suggestion_text": human_size(size // 2) if size else None,
+        **size_facts(size),
         "mangled": bool(mangled),
         "mangled_keywords": mangled,
     }

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lab.diagnosis.events import Step
-from lab.diagnosis.planner import auth, delivery, envelope, greeting, ports, resolve, tls
+from lab.diagnosis.planner import audit, auth, delivery, envelope, greeting, ports, resolve, tls
 from lab.diagnosis.planner.asking import Asking, expect
 from lab.diagnosis.planner.facts import Findings
 from lab.diagnosis.requests import OpenSession, Request, Result, SessionResult
@@ -30,6 +30,7 @@ class Planner:
         helo: the name the mail program greets with (its machine's name).
         alternatives: ports tried next to the configured one.
         can_follow: the target can tell what became of an accepted message.
+        can_audit: the target can try to relay from outside the customer's networks.
         now: the time certificates are judged against (injectable for tests).
     """
 
@@ -40,6 +41,7 @@ class Planner:
         helo: str,
         alternatives: Sequence[int] = ports.ALTERNATIVE_PORTS,
         can_follow: bool = False,
+        can_audit: bool = False,
         now: datetime | None = None,
     ) -> None:
         self.findings = Findings(
@@ -48,6 +50,7 @@ class Planner:
             alternatives=alternatives,
             can_follow=can_follow,
             now=now or datetime.now(UTC),
+            can_audit=can_audit,
         )
         self._finished = False
         self._walk = plan(self.findings)
@@ -88,13 +91,15 @@ class Planner:
 
 
 def plan(findings: Findings) -> Asking[None]:
-    """The whole walk: names, ports, the session, and a look at a refused client's name."""
+    """The whole walk: names, ports, the session, a relay audit when the session relayed
+    without a login, and a look at a refused client's name."""
     address = yield from resolve.resolve(findings)
     if address is None:
         return
     if not (yield from ports.scan(findings, address)):
         return
     yield from _session(findings, address)
+    yield from audit.relay_audit(findings, address)
     yield from resolve.check_client_rdns(findings)
 
 

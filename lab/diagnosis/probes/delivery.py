@@ -10,6 +10,7 @@ and the relay's own attempts as a transcript.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,11 @@ from lab.smtp.transcript import Direction, TranscriptLine
 
 if TYPE_CHECKING:
     from lab.runs import RunReport
+
+# The next server's EHLO line announcing its limit (RFC 1870), as the relay recorded it;
+# Postfix, which does not even try a message over it, names it in its own bounce.
+_SIZE_LINE = re.compile(r"^250[- ]SIZE\s+(\d+)\s*$", re.IGNORECASE)
+_SIZE_IN_BOUNCE = re.compile(r"exceeds size limit (\d+) of server", re.IGNORECASE)
 
 
 async def follow(context: ProbeContext, main: MainSession) -> DeliveryResult:
@@ -96,6 +102,14 @@ def delivery_from(
         route_failure=route_failure,
         text=report.text,
         remote_address=str(attempts[-1].get("address")) if attempts else None,
+        remote_size_limit=_announced_size(transcript, recipients),
+        handed_over=tuple(
+            dict.fromkeys(
+                str(event.get("recipient")).lower()
+                for event in events
+                if event.get("event") == "delivered" and event.get("recipient")
+            )
+        ),
         transcript=tuple(transcript),
         duration=duration,
         failovers=failovers(events),
@@ -126,6 +140,24 @@ def failovers(events: Sequence[dict[str, Any]]) -> tuple[str, ...]:
         elif kind in _ATTEMPT_ENDS:
             pending.pop(queue_id, None)
     return tuple(dict.fromkeys(found))
+
+
+def _announced_size(
+    transcript: Sequence[TranscriptLine], recipients: Sequence[RecipientOutcome]
+) -> int | None:
+    """The last SIZE limit a next server announced in the relay's attempts (0: no limit),
+    else the one a bounce names."""
+    sizes = [
+        int(match.group(1))
+        for line in transcript
+        if line.direction is Direction.SERVER and (match := _SIZE_LINE.match(line.text))
+    ]
+    sizes += [
+        int(match.group(1))
+        for recipient in recipients
+        if (match := _SIZE_IN_BOUNCE.search(recipient.diagnostic or ""))
+    ]
+    return sizes[-1] if sizes and sizes[-1] > 0 else None
 
 
 def routes_taken(events: Sequence[dict[str, Any]]) -> tuple[RouteTaken, ...]:

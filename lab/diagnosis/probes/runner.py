@@ -3,7 +3,7 @@
 `ProbeRunner.run(request)` dispatches one request of `lab.diagnosis.planner`
 to the probe that owns it and returns what it saw as a plain result: DNS
 (`lookups`), the port sweep (`ports`), the main session (`session`), the side
-looks (`side`) and the message's fate (`delivery`).
+looks and the relay audit (`side`) and the message's fate (`delivery`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from lab.diagnosis.probes import delivery, lookups, ports, side
 from lab.diagnosis.probes.context import ProbeContext
 from lab.diagnosis.probes.session import MainSession
 from lab.diagnosis.requests import (
+    AuditRelay,
     Authenticate,
     CheckReverseDns,
     EndSession,
@@ -94,6 +95,8 @@ class ProbeRunner:
                 return await side.peek_after_starttls(context, request)
             case FollowMessage():
                 return await delivery.follow(context, main)
+            case AuditRelay():
+                return await side.audit_relay(context, request)
             case CheckReverseDns():
                 return await lookups.check_reverse_dns(context, request.address)
         raise TypeError(f"unknown request {request!r}")  # pragma: no cover

@@ -3,8 +3,9 @@
 `try_other_mode` answers `TryOtherTlsMode` (does the port greet in the other TLS
 mode?), `inspect_tls` answers `InspectTls` (the certificate and version, with a
 handshake that accepts anything) and `peek_after_starttls` answers
-`PeekAfterStarttls` (what EHLO offers once encrypted). Each opens its own
-connection, never the main session's, and is bounded by `SIDE_TIMEOUT`.
+`PeekAfterStarttls` (what EHLO offers once encrypted); `audit_relay` answers
+`AuditRelay` (a relay attempt from the target's outside host). Each opens its
+own connection, never the main session's, and is bounded by `SIDE_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 from lab.diagnosis.probes.context import ProbeContext, insecure_context, permissive_context
 from lab.diagnosis.probes.failures import EXPECTED, failure_of
 from lab.diagnosis.requests import (
+    AuditRelay,
+    AuditResult,
+    Failure,
     InspectResult,
     InspectTls,
     ModeResult,
@@ -19,6 +23,7 @@ from lab.diagnosis.requests import (
     PeekResult,
     TryOtherTlsMode,
 )
+from lab.net import Connector
 from lab.scenario.model import Stage
 from lab.smtp.errors import TlsError
 from lab.smtp.session import SmtpSession
@@ -141,8 +146,52 @@ async def peek_after_starttls(context: ProbeContext, request: PeekAfterStarttls)
         await session.close()
 
 
-def _side_session(context: ProbeContext, note: str) -> SmtpSession:
+async def audit_relay(context: ProbeContext, request: AuditRelay) -> AuditResult:
+    """Try to relay from outside, without a login; RSET before DATA, so nothing is sent."""
+    start = context.clock()
+    outsider = context.target.outsider()
+    if outsider is None:  # the planner asks only targets that have one
+        return AuditResult("nowhere", failure=Failure("error", "no host outside to probe from"))
+    source, connector = outsider
+    session = _side_session(
+        context, f"new connection from {source} to port {request.port}, no login", connector
+    )
+    mail = rcpt = None
+    try:
+        await session.connect(request.address, request.port)
+        banner = await session.read_banner()
+        if banner.code == 220 and (await session.ehlo(request.helo)).is_positive:
+            mail = await session.mail(request.sender)
+            if mail.is_positive:
+                rcpt = await session.rcpt(request.recipient)
+            await session.rset()
+            await session.quit()
+        failure = None if mail else Failure("error", f"the server greeted with {banner}")
+        return AuditResult(
+            source,
+            mail=mail,
+            rcpt=rcpt,
+            failure=failure,
+            transcript=tuple(session.transcript.lines),
+            duration=context.clock() - start,
+        )
+    except EXPECTED as error:
+        return AuditResult(
+            source,
+            mail=mail,
+            rcpt=rcpt,
+            failure=failure_of(error),
+            transcript=tuple(session.transcript.lines),
+            duration=context.clock() - start,
+        )
+    finally:
+        await session.close()
+
+
+def _side_session(
+    context: ProbeContext, note: str, connector: Connector | None = None
+) -> SmtpSession:
     timeout = min(context.settings.timeout, SIDE_TIMEOUT)
-    session = SmtpSession(context.target.connector, timeout, clock=context.clock)
+    session = SmtpSession(connector or context.target.connector, timeout, clock=context.clock)
     session.note(note)
     return session

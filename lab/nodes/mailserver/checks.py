@@ -56,6 +56,7 @@ class Check(StrEnum):
     DNSBL_LISTED = "dnsbl-listed"
     SENDER_DOMAIN_UNKNOWN = "sender-domain-unknown"
     SPF_FAIL = "spf-fail"
+    DMARC_REJECT = "dmarc-reject"  # at the end of DATA (`dmarc.py`)
 
 
 @dataclass(frozen=True)

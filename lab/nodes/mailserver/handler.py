@@ -5,8 +5,9 @@ everything a scenario can configure is decided by `MailHandler`, one per
 listener: the greeting refusals (no service, the connection rate limit of
 `rate_limit.py`), the EHLO keywords offered, send-as at MAIL, the recipient
 limit, the DNS checks of the client and the sender (`checks.py`) and the
-recipient itself (`recipients.py`) at RCPT, and at DATA the accepted message
-(`ingest.py`). Every decision is logged as an event.
+recipient itself (`recipients.py`) at RCPT, and at DATA the From: domain's
+DMARC policy (`dmarc.py`) and the accepted message (`ingest.py`). Every
+decision is logged as an event.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lab.nodes.config import ListenerConfig
 from lab.nodes.mailserver.auth import client_address
 from lab.nodes.mailserver.checks import Refusal
 from lab.nodes.mailserver.context import MailContext
+from lab.nodes.mailserver.dmarc import dmarc_refusal
 from lab.nodes.mailserver.ingest import accept_message
 from lab.nodes.mailserver.recipients import Decision
 from lab.replies import (
@@ -242,6 +244,16 @@ class MailHandler:
         Errors become a 4xx so that the client keeps the message and retries.
         """
         try:
+            refusal = await self._dmarc(session, envelope)
+            if refusal is not None:
+                self._command_event(
+                    "data",
+                    refusal.reply,
+                    session,
+                    decision=str(refusal.check),
+                    detail=refusal.detail,
+                )
+                return refusal.reply
             reply = await accept_message(
                 self.context,
                 session,
@@ -256,6 +268,18 @@ class MailHandler:
             reply = S451_LOCAL_ERROR()
             self._command_event("data", reply, session)
             return reply
+
+    async def _dmarc(self, session: Session, envelope: Envelope) -> Refusal | None:
+        """DMARC of an untrusted session's message, when the server checks it."""
+        checks = self.context.checks
+        if checks is None or checks.resolver is None or not checks.config.check_dmarc:
+            return None
+        client = client_address(session)
+        if self.context.policy.trusted(client, authenticated=bool(session.authenticated)):
+            return None
+        content = envelope.original_content or envelope.content or b""
+        message = content if isinstance(content, bytes) else content.encode()
+        return await dmarc_refusal(checks.resolver, client, _sender(envelope.mail_from), message)
 
     # --- errors and events ----------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 `accept_message` runs at the end of DATA, after every policy said yes: it
 stamps a Received header, stores a copy per local recipient (concurrently,
 so that they share one group commit in the store), hands the remote
-recipients to the relay's outbound queue, and returns the 250 reply only
-once all of that is durable. The handler turns any error into a 4xx.
+recipients to the relay's outbound queue (and, on a catch-all server, the
+local recipients without a mailbox, which the queue bounces), and returns the
+250 reply only once all of that is durable. The handler turns any error into a 4xx.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ async def accept_message(
     policy = context.policy
     local = list(dict.fromkeys(r.lower() for r in recipients if policy.is_local(r)))
     relayed = [r for r in recipients if not policy.is_local(r)]
+    if context.config.catch_all:
+        # Accepted at RCPT without a mailbox: the queue bounces them (accept-then-bounce).
+        relayed += [r for r in local if not policy.has_mailbox(r)]
+        local = [r for r in local if policy.has_mailbox(r)]
+    # "bob+tag@" lands in bob's mailbox (a recipient delimiter); one copy per mailbox.
+    local = list(dict.fromkeys(policy.mailbox_of(r) or r for r in local))
     transaction = secrets.token_hex(6).upper()
     trace = received_header(
         context.config.hostname, session, transaction, recipients, encrypted=encrypted

@@ -339,6 +339,18 @@ class OutboundQueue:
         )
 
     async def _store_local(self, entry: QueueEntry, recipient: str, data: bytes) -> RecipientResult:
+        if recipient.lower() not in {box.lower() for box in self.config.mailboxes}:
+            # A catch-all accepted it at RCPT; local delivery finds no mailbox (Postfix's
+            # local(8) words it so).
+            return RecipientResult(
+                recipient=recipient,
+                outcome=Outcome.FAILED,
+                status="5.1.1",
+                diagnostic=f'unknown user: "{recipient.partition("@")[0].lower()}"',
+                diagnostic_type=LOCAL_DIAGNOSTIC,
+                remote_mta=self.config.hostname,
+                hop="local",
+            )
         try:
             stored = await self._store.deliver(recipient, data)
         except Exception as error:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from lab.addresses import domain_of
+from lab.addresses import domain_of, without_extension
 from lab.nodes.config import GreylistConfig, MailServerConfig
 from lab.replies import (
     S250_RECIPIENT_OK,
@@ -127,13 +127,29 @@ class RecipientPolicy:
         """True when `address`'s domain is one this server hosts mailboxes for."""
         return domain_of(address) in self.domains
 
+    def mailbox_of(self, address: str) -> str | None:
+        """The mailbox `address` is delivered to: itself, or without its +tag when the server
+        has a recipient delimiter (RFC 5233); None when there is none."""
+        recipient = address.lower()
+        if recipient not in self.mailboxes:
+            recipient = without_extension(recipient, self.config.recipient_delimiter)
+        return recipient if recipient in self.mailboxes else None
+
+    def has_mailbox(self, address: str) -> bool:
+        """True when `address` is delivered to one of this server's mailboxes."""
+        return self.mailbox_of(address) is not None
+
     def decide(
         self, address: str, *, sender: str, client: str, authenticated: bool
     ) -> tuple[Decision, str]:
         """The decision for recipient `address` and the reply line to send."""
         recipient = address.lower()
         if self.is_local(recipient):
-            state = self.mailboxes.get(recipient)
+            mailbox = self.mailbox_of(recipient)
+            state = self.mailboxes.get(mailbox) if mailbox else None
+            if state is None and self.config.catch_all:
+                # Accept-then-bounce: the queue bounces it after DATA (`ingest`).
+                return Decision.LOCAL, S250_RECIPIENT_OK(address=address)
             if state is None:
                 return Decision.USER_UNKNOWN, S550_USER_UNKNOWN(address=address)
             if state in _STATE_DECISIONS:

@@ -50,6 +50,8 @@ def main_cf(config: MailServerConfig) -> str:
         "virtual_mailbox_domains": " ".join(config.domains),
         "virtual_mailbox_base": str(mailbox_root(config)),
         "virtual_mailbox_maps": f"texthash:{ETC / 'vmailbox'}",
+        # virtual(8) looks "bob+tag@" up as "bob@" (empty: no subaddressing).
+        "recipient_delimiter": config.recipient_delimiter or "",
         "virtual_uid_maps": f"static:{MAIL_UID}",
         "virtual_gid_maps": f"static:{MAIL_UID}",
         "smtpd_relay_restrictions": ", ".join(_relay_restrictions(config)),

@@ -29,6 +29,12 @@ def refusals(config: MailServerConfig) -> list[str]:
         reasons.append("Postfix always speaks ESMTP (esmtp: false)")
     if config.checks.check_spf:
         reasons.append("SPF checks need a policy daemon the node image lacks (check_spf)")
+    if config.catch_all:
+        reasons.append(
+            "the lab's Postfix refuses unknown mailboxes at RCPT (catch_all: accept-then-bounce)"
+        )
+    if config.checks.check_dmarc:
+        reasons.append("DMARC checks need OpenDMARC, which the node image lacks (check_dmarc)")
     for address, state in config.mailboxes.items():
         if state is not MailboxState.ACTIVE:
             reasons.append(f"Postfix has no per-mailbox state '{state}' ({address})")

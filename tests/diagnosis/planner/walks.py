@@ -130,9 +130,17 @@ class Walk:
         return next(step for step in self.steps if step.probe is probe)
 
 
-def walk(settings: MailSettings, results: list[Result], *, can_follow: bool = False) -> Walk:
+def walk(
+    settings: MailSettings,
+    results: list[Result],
+    *,
+    can_follow: bool = False,
+    can_audit: bool = False,
+) -> Walk:
     """Feed `results` one by one; the planner must ask exactly that many questions."""
-    planner = Planner(settings, helo="pc.example.com", can_follow=can_follow, now=NOW)
+    planner = Planner(
+        settings, helo="pc.example.com", can_follow=can_follow, can_audit=can_audit, now=NOW
+    )
     done = Walk(planner)
     for result in results:
         request = planner.next_request()
