@@ -14,11 +14,13 @@ import contextlib
 import functools
 import shutil
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.errors import LabError
 from lab.runtime import labels
 from lab.runtime.docker.engine import in_parallel
 from lab.runtime.docker.files import DATA_ROOT, lab_state_dir
@@ -44,11 +46,45 @@ def remove_lab(client: Any, lab_id: str, host_dir: Path | None = None) -> None:
     # from ours); read before they go.
     host_dir = host_dir or mounted_host_dir(containers, lab_id) or lab_state_dir(lab_id)
     in_parallel([functools.partial(remove_container, c["Id"]) for c in containers])
-    for network in api.networks(filters=wanted):
-        with contextlib.suppress(docker.errors.NotFound):
-            api.remove_network(network["Id"])
+    stuck = [
+        network["Name"]
+        for network in api.networks(filters=wanted)
+        if not remove_network(api, network["Id"])
+    ]
     if host_dir.exists():
         shutil.rmtree(host_dir, ignore_errors=True)
+    if stuck:
+        raise LabError(
+            f"lab {lab_id}: the engine still holds an endpoint in {', '.join(stuck)} after its "
+            "containers went (a stale endpoint); restart the engine, then `smtplab down --all`"
+        )
+
+
+# The engine drops a removed container's endpoint a moment after the container: when several
+# labs go down at once, a network can still have "active endpoints" for a while.
+STALE_ENDPOINT_WAITS = (0.2, 0.5, 1.0, 1.5, 2.0)
+
+
+def remove_network(
+    api: Any, network_id: str, waits: Iterable[float] = STALE_ENDPOINT_WAITS
+) -> bool:
+    """Remove a network, waiting out endpoints the engine has not dropped yet; False when
+    it still has one after the waits (any other engine error is raised)."""
+    import docker.errors
+
+    for wait in (*waits, None):
+        try:
+            api.remove_network(network_id)
+            return True
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.APIError as error:
+            if "active endpoints" not in str(error):
+                raise
+            if wait is None:
+                return False
+            time.sleep(wait)
+    return False
 
 
 def mounted_host_dir(containers: Iterable[Mapping[str, Any]], lab_id: str) -> Path | None:
