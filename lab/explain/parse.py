@@ -149,8 +149,8 @@ class Recognised:
     sources: list[str] = field(default_factory=list)
     dsn: dict[str, str] = field(default_factory=dict)
     ports: list[int] = field(default_factory=list)
-    # The Reporting-MTA when it lies in the final recipient's own domain (a backup MX, a
-    # filtering gateway): that server took the message, then returned it.
+    # The Reporting-MTA when it lies in the final recipient's own domain and a server further
+    # on refused the message (a backup MX): that server took it, then returned it.
     recipient_side_bounce: str | None = None
 
     @property
@@ -265,8 +265,13 @@ def recognise(text: str) -> Recognised:
 
 
 def recipient_side_reporter(dsn: dict[str, str]) -> str | None:
-    """The DSN's Reporting-MTA if it is a host of the final recipient's domain, else None."""
+    """The DSN's Reporting-MTA if it is a host of the final recipient's domain that passed
+    the message on and had it refused further on (its Remote-MTA is another host), else None.
+    A gateway that bounces on its own, learning its mailboxes late, is not that."""
     reporter = dsn.get("reporting-mta", "").rpartition(";")[2].strip().lower().rstrip(".")
+    remote = dsn.get("remote-mta", "").rpartition(";")[2].strip().lower().rstrip(".")
+    if not remote or remote == reporter:
+        return None
     recipient = dsn.get("final-recipient", "").rpartition(";")[2].strip().lower()
     domain = recipient.rpartition("@")[2].rstrip(">")
     if reporter and domain and "@" in recipient and reporter.endswith("." + domain):

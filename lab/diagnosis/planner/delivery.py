@@ -213,9 +213,22 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
             and first.reporting_mta
             and _in_domain(first.reporting_mta, first.address.rpartition("@")[2])
         ),
+        # ... because a server further on refused it (a backup MX handing over to the
+        # primary), not on its own (a catch-all gateway that learns its mailboxes late).
+        "refused_further_on": bool(
+            first
+            and first.remote_mta
+            and first.reporting_mta
+            and _mta_host(first.remote_mta) != _mta_host(first.reporting_mta)
+        ),
         "routes": route_summary(delivery.routes),
         "hop": delivery_hop(delivery),
     }
+
+
+def _mta_host(mta: str) -> str:
+    """The host of a DSN MTA field ("dns; mx.example.net" or a bare name), lower-cased."""
+    return mta.rpartition(";")[2].strip().lower().rstrip(".")
 
 
 def _in_domain(host: str, domain: str) -> bool:
