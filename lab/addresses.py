@@ -2,7 +2,8 @@
 
 One home for the small rules that the scenario checks, the servers, the mail
 program, the diagnosis and the TUI all apply, so that they agree on the edge
-cases (case, trailing dot, the null sender `<>`, brackets, `IPv6:` tags). The
+cases (case, trailing dot, the null sender `<>`, brackets, `IPv6:` tags, a DSN's
+`dns;` prefix). The
 rules follow RFC 5321: domains compare case-insensitively (§2.4), the domain
 is what follows the last "@" (§4.1.2), and an address literal is an IP address
 in brackets, IPv6 ones tagged `IPv6:` (§4.1.3).
@@ -21,6 +22,12 @@ def domain_of(address: str) -> str:
     text = address.strip().removeprefix("<").removesuffix(">").strip()
     _, at, domain = text.rpartition("@")
     return domain.strip().lower().rstrip(".") if at else ""
+
+
+def mta_host(field: str) -> str:
+    """The host name in a DSN's Reporting-MTA or Remote-MTA ("dns; mx.example.net", RFC 3464
+    §2.2.2; a bare name as it is), lower case, without a final dot."""
+    return field.rpartition(";")[2].strip().lower().rstrip(".")
 
 
 def without_extension(address: str, delimiters: str | None) -> str:

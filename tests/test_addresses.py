@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from lab.addresses import domain_of, ip_literal, is_ip_literal, without_extension
+from lab.addresses import domain_of, ip_literal, is_ip_literal, mta_host, without_extension
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,16 @@ def test_ip_literal(host: str, address: str | None) -> None:
 )
 def test_without_extension(address: str, delimiters: str | None, mailbox: str) -> None:
     assert without_extension(address, delimiters) == mailbox
+
+
+@pytest.mark.parametrize(
+    ("field", "host"),
+    [
+        ("dns; mx.example.net", "mx.example.net"),
+        ("dns;MX.Example.NET.", "mx.example.net"),
+        ("mx2.example.net", "mx2.example.net"),  # a bare name, as some MTAs write it
+        ("", ""),
+    ],
+)
+def test_mta_host(field: str, host: str) -> None:
+    assert mta_host(field) == host

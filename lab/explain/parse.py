@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.addresses import mta_host
 from lab.explain.dsn import dsn_fields, message_text
 
 # Reply codes of RFC 5321 and the common extensions; a number outside this set is not
@@ -268,8 +269,8 @@ def recipient_side_reporter(dsn: dict[str, str]) -> str | None:
     """The DSN's Reporting-MTA if it is a host of the final recipient's domain that passed
     the message on and had it refused further on (its Remote-MTA is another host), else None.
     A gateway that bounces on its own, learning its mailboxes late, is not that."""
-    reporter = dsn.get("reporting-mta", "").rpartition(";")[2].strip().lower().rstrip(".")
-    remote = dsn.get("remote-mta", "").rpartition(";")[2].strip().lower().rstrip(".")
+    reporter = mta_host(dsn.get("reporting-mta", ""))
+    remote = mta_host(dsn.get("remote-mta", ""))
     if not remote or remote == reporter:
         return None
     recipient = dsn.get("final-recipient", "").rpartition(";")[2].strip().lower()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.addresses import mta_host
 from lab.diagnosis.events import Probe, Status
 from lab.diagnosis.hops import delivery_hop, route_summary
 from lab.diagnosis.planner.asking import Asking, expect, polite
@@ -219,16 +220,11 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
             first
             and first.remote_mta
             and first.reporting_mta
-            and _mta_host(first.remote_mta) != _mta_host(first.reporting_mta)
+            and mta_host(first.remote_mta) != mta_host(first.reporting_mta)
         ),
         "routes": route_summary(delivery.routes),
         "hop": delivery_hop(delivery),
     }
-
-
-def _mta_host(mta: str) -> str:
-    """The host of a DSN MTA field ("dns; mx.example.net" or a bare name), lower-cased."""
-    return mta.rpartition(";")[2].strip().lower().rstrip(".")
 
 
 def _in_domain(host: str, domain: str) -> bool:
