@@ -297,7 +297,7 @@ class TrainingSession:
             choices=tuple(choice.entry for choice in choices),
             chosen_title=titles.get(chosen, chosen),
             expected_title=titles.get(expected, expected),
-            answered=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            answered=datetime.now(UTC).isoformat(timespec="microseconds"),
         )
         self.cases.append(result)
         self.save()

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def collect(directory: Path, course: tuple[str, ...] = ()) -> ClassReport:
         for index, case in enumerate(session.get("cases") or []):
             when = str(case.get("answered") or f"{started}#{index:04d}")
             attempts.append((when, trainee, str(case.get("scenario")), case))
-    attempts.sort(key=lambda attempt: attempt[0])
+    attempts.sort(key=lambda attempt: _moment(attempt[0]))
     answers: dict[tuple[str, str], Answer] = {}
     trainees: list[str] = []
     answered_cases: list[str] = []
@@ -108,6 +109,19 @@ def collect(directory: Path, course: tuple[str, ...] = ()) -> ClassReport:
     order = list(course or recorded_course)
     cases = order + [case for case in answered_cases if case not in order]
     return ClassReport(cases, sorted(trainees, key=str.lower), answers, skipped)
+
+
+def _moment(when: str) -> tuple[datetime, str]:
+    """Sortable time of an answer: files written with millisecond and with microsecond
+    stamps compare by instant, not as text; an unreadable stamp sorts first, as written."""
+    stamp = when.split("#", 1)[0]
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC), when
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment, when
 
 
 def _cell(answer: Answer | None) -> str:

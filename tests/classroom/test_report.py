@@ -55,6 +55,26 @@ def test_only_the_first_attempt_counts_within_and_across_sessions(tmp_path: Path
     assert report.score("ann") == (0, 1, 12.0)
 
 
+def test_attempts_order_by_instant_not_by_text(tmp_path: Path) -> None:
+    """A file with millisecond stamps and one with offsets: the earlier instant wins."""
+
+    def session(name: str, answered: str, chosen: str) -> None:
+        case = {
+            "scenario": "blocked-port-25",
+            "chosen": chosen,
+            "expected": "port-blocked-timeout",
+            "correct": chosen == "port-blocked-timeout",
+            "seconds": 5.0,
+            "answered": answered,
+        }
+        data = {"schema": "smtplab-training/1", "user": "ann", "cases": [case]}
+        (tmp_path / name).write_text(json.dumps(data))
+
+    session("a.json", "2026-12-06T04:45:00.000+00:00", "port-blocked-timeout")
+    session("b.json", "2026-12-06T05:30:00.000001+01:00", "connection-refused")  # 04:30 UTC
+    assert collect(tmp_path).answers[("ann", "blocked-port-25")].correct is False
+
+
 def test_report_forms_follow_the_course(tmp_path: Path) -> None:
     ann = TrainingSession(directory=tmp_path, user="ann", course=("port-25-refused",))
     answer(ann, "blocked-port-25", "port-blocked-timeout", "port-blocked-timeout")
