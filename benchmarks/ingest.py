@@ -1,7 +1,7 @@
 """Ingest speed of the lab's mx against Postfix's smtp-sink, driven by Postfix's smtp-source.
 
 Usage: python benchmarks/ingest.py [--messages 10000] [--size 1024] [--postfix-dir DIR]
-                                   [--profile FILE]
+                                   [--workers N] [--profile FILE]
 
 Each case sends `--messages` messages of `--size` bytes with smtp-source: 20
 sessions with a new connection per message, 200 sessions likewise, and 20
@@ -21,8 +21,11 @@ Where smtp-source and smtp-sink come from, first found wins:
    `apt-get download postfix` and `dpkg -x` (Postfix is never installed on
    the host: nothing is configured, no service starts).
 
-`--profile FILE` runs the mx under cProfile for the first case only and
-writes the stats to FILE (read them with `python -m pstats FILE`).
+`--workers N` runs the mx as N processes sharing its port (SO_REUSEPORT,
+`lab.nodes.mailserver.workers`); the default is one per CPU this process
+may use. `--profile FILE` runs the mx in one process under cProfile, for
+the first case only, and writes the stats to FILE (read them with
+`python -m pstats FILE`).
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ def running(command: list[str], port: int, env: dict[str, str] | None = None) ->
             print(stderr.decode(errors="replace")[-3000:], file=sys.stderr)
 
 
-def mx_command(data_dir: Path, port: int, profile: Path | None) -> list[str]:
+def mx_command(data_dir: Path, port: int, workers: int, profile: Path | None) -> list[str]:
     config = MailServerConfig(
         name="mx",
         data_dir=data_dir,
@@ -181,7 +184,8 @@ def mx_command(data_dir: Path, port: int, profile: Path | None) -> list[str]:
     command = [sys.executable]
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
-    return [*command, "-m", "lab.nodes", "mx", str(config_file)]
+        workers = 1  # cProfile sees only its own process
+    return [*command, "-m", "lab.nodes", "mx", str(config_file), "--workers", str(workers)]
 
 
 def count_on_disk(data_dir: Path) -> int:
@@ -218,6 +222,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=1024, help="bytes per message")
     parser.add_argument("--postfix-dir", type=Path, default=None)
+    parser.add_argument(
+        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="mx processes"
+    )
     parser.add_argument("--profile", type=Path, default=None)
     args = parser.parse_args()
     postfix = find_postfix(args.postfix_dir)
@@ -227,7 +234,7 @@ def main() -> None:
             data_dir = Path(tmp) / f"mx{index}"
             port = free_port()
             profile = args.profile if index == 0 else None
-            with running(mx_command(data_dir, port, profile), port):
+            with running(mx_command(data_dir, port, args.workers, profile), port):
                 seconds, acknowledged = send(postfix, case, port, args.messages, args.size)
             results.append(Result(case, "mx", seconds, acknowledged, count_on_disk(data_dir)))
         for case in CASES:
@@ -244,7 +251,7 @@ def main() -> None:
 def print_table(results: list[Result], args: argparse.Namespace) -> None:
     cpus = len(os.sched_getaffinity(0))
     print(
-        f"{args.messages} x {args.size} B per case; "
+        f"{args.messages} x {args.size} B per case; mx workers {args.workers}; "
         f"{cpus} CPUs; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'case':44} {'target':10} {'seconds':>8} {'msg/s':>8} {'on disk':>8} {'vs sink':>8}")

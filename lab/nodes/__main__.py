@@ -1,7 +1,9 @@
 """`python -m lab.nodes <role> <config.json>`: run one node program (as in a container).
 
 The config file is the bare node config (`AnyNodeConfig` as JSON), as the
-runtime backends write it. The client takes its mail settings from
+runtime backends write it. A relay or mx runs as `--workers` processes
+sharing its ports (default: its config's `workers`; see
+`mailserver.workers`). The client takes its mail settings from
 `--settings-file` (preferred: a password in a file is not visible in the
 process list or in `docker inspect`) or `--settings`.
 """
@@ -33,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="client only: a file holding the mail settings as JSON (keeps a password off "
         "the command line)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="relay/mx only: processes accepting on the same ports (default: the config's)",
     )
     args = parser.parse_args(argv)
     try:
@@ -69,13 +77,27 @@ def main(argv: list[str] | None = None) -> int:
 
             return program.serve(config)
         else:
-            from lab.nodes.mailserver import server
+            from lab.nodes.mailserver import server, workers
 
+            count = workers.worker_count(config, args.workers)
+            if count > 1:
+                return workers.serve_workers(config, count)
             asyncio.run(server.serve(config))
     except KeyboardInterrupt:
         # Ctrl-C (or SIGINT from a script): the node has stopped cleanly; no traceback.
         return 130
     return 0
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number from 1 to 64."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"not a number of workers from 1 to 64: {text!r}")
+    return value
 
 
 if __name__ == "__main__":

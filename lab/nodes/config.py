@@ -221,6 +221,13 @@ class MailServerConfig(NodeConfig):
     no_service: bool = False
     rate_limit: RateLimitConfig | None = None
     limits: SessionLimitsConfig = SessionLimitsConfig()
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes accepting on the same ports (SO_REUSEPORT) when run as "
+        "`python -m lab.nodes`; see `mailserver.workers` for the nodes that keep one.",
+    )
     esmtp: bool = True
     checks: ClientChecksConfig = ClientChecksConfig()
     max_recipients: int | None = Field(default=None, ge=1)

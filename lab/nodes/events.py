@@ -8,13 +8,18 @@ diagnosis needs).
 
 Lines are written to the file once per turn of the event loop rather than
 one write per event (a busy mx logs half a dozen events per message); an
-event emitted outside a running loop is written at once.
+event emitted outside a running loop is written at once. Each flush is one
+`write` of whole lines to a file opened for appending, so several processes
+may share one log (a mail server's workers, `mailserver/workers.py`): their
+lines never split or overlap, and the bound counts what all of them wrote
+(it may be overshot by what each wrote in its last turn).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -44,8 +49,11 @@ class EventLog:
         self.max_bytes = max_bytes
         self.dropped = 0
         self._lock = threading.Lock()
-        self._file = self.path.open("a", encoding="utf-8")
-        self._size = self._file.tell()
+        self._fd: int | None = os.open(
+            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
+        self._size = os.fstat(self._fd).st_size
+        self._buffer: list[str] = []
         self._flush_pending = False
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -62,7 +70,7 @@ class EventLog:
                 marker = {"ts": record["ts"], "node": self.node, "event": "log-truncated"}
                 line = json.dumps({**marker, "max_bytes": self.max_bytes}) + "\n"
                 size = len(line)
-            self._file.write(line)
+            self._buffer.append(line)
             self._size += size
             self._schedule_flush()
         if self.echo:
@@ -75,7 +83,7 @@ class EventLog:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._file.flush()
+            self._write_buffer()
             return
         self._flush_pending = True
         loop.call_soon(self.flush)
@@ -84,13 +92,27 @@ class EventLog:
         """Write what was emitted so far to the file."""
         with self._lock:
             self._flush_pending = False
-            if not self._file.closed:
-                self._file.flush()
+            self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        """Called with the lock held: the buffered lines in one append."""
+        if self._fd is None or not self._buffer:
+            return
+        data = "".join(self._buffer).encode("utf-8")
+        self._buffer.clear()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        # Where the file ends now, other writers' lines included.
+        self._size = os.lseek(self._fd, 0, os.SEEK_CUR)
 
     def close(self) -> None:
         """Flush and close the file."""
         with self._lock:
-            self._file.close()
+            self._write_buffer()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def read_events(data_dir: Path) -> list[dict[str, Any]]:

@@ -32,10 +32,14 @@ HANDSHAKE_TIMEOUT = 10.0
 PROXY_V1_MAX = 107  # the longest valid v1 header, CRLF included
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A non-blocking socket listening on `host`:`port` with the full BACKLOG."""
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A non-blocking socket listening on `host`:`port` with the full BACKLOG.
+
+    `reuse_port`: SO_REUSEPORT, so that several worker processes listen on the
+    same port and the kernel spreads new connections over them (`workers.py`).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG, reuse_port=reuse_port)
     sock.setblocking(False)
     return sock
 
@@ -62,8 +66,9 @@ class ProxyThenTls:
         *,
         proxy: bool = True,
         refused: Callable[[str], None] | None = None,
+        reuse_port: bool = False,
     ) -> None:
-        self._sock = listening_socket(host, port)
+        self._sock = listening_socket(host, port, reuse_port=reuse_port)
         self.port: int = self._sock.getsockname()[1]
         self._protocol = protocol
         self._tls = tls

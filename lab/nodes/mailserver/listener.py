@@ -110,8 +110,8 @@ class Listener:
                 **self.options,
             )
 
-    async def open(self, host: str) -> int:
-        """Listen; returns the bound port."""
+    async def open(self, host: str, *, reuse_port: bool = False) -> int:
+        """Listen (sharing the port with other workers when `reuse_port`); the bound port."""
         loop = asyncio.get_running_loop()
         if self.own_acceptor:
             assert self.tls is not None
@@ -122,9 +122,10 @@ class Listener:
                 self.tls,
                 proxy=self.proxy_before_tls,
                 refused=self.handler.tls_refused if self.faults.legacy_tls else None,
+                reuse_port=reuse_port,
             )
             return self._gate.port
-        sock = listening_socket(host, self.listener.bind_port)
+        sock = listening_socket(host, self.listener.bind_port, reuse_port=reuse_port)
         try:
             self._server = await loop.create_server(
                 self.protocol,

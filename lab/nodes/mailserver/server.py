@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 from typing import Protocol, cast
 
 from lab.net import Connector, DirectConnector
@@ -56,8 +57,9 @@ class QueueFactory(Protocol):
 class RunningMailServer:
     """A started relay or mx (satisfies `lab.nodes.base.RunningNode`)."""
 
-    def __init__(self, context: MailContext) -> None:
+    def __init__(self, context: MailContext, *, reuse_port: bool = False) -> None:
         self.context = context
+        self.reuse_port = reuse_port
         self.config = context.config
         self.store = context.store
         self.events = context.events
@@ -89,10 +91,18 @@ class RunningMailServer:
                 self.context, listener_config, tls, authenticator, self._connections
             )
             self._listeners.append(listener)
-            self._ports[listener_config.port] = await listener.open(config.listen_host)
+            self._ports[listener_config.port] = await listener.open(
+                config.listen_host, reuse_port=self.reuse_port
+            )
             self._listening |= listener.listening_fds()
         quiet_accept_exhaustion(asyncio.get_running_loop(), self._listening, self.events)
-        self.events.emit("started", role=config.role, hostname=config.hostname, ports=self._ports)
+        self.events.emit(
+            "started",
+            role=config.role,
+            hostname=config.hostname,
+            ports=self._ports,
+            pid=os.getpid(),
+        )
 
     async def stop(self) -> None:
         """Stop listening, drop open sessions, stop the queue, flush the store; idempotent."""
@@ -144,6 +154,8 @@ async def start(
     *,
     connector: Connector,
     queue_factory: QueueFactory | None = None,
+    gate: SessionGate | None = None,
+    reuse_port: bool = False,
 ) -> RunningMailServer:
     """Start every listener of a relay or mx; returns once all of them listen.
 
@@ -152,6 +164,9 @@ async def start(
         connector: how the relay's queue opens outbound connections.
         queue_factory: builds the outbound queue (default: `queue.OutboundQueue`
             for a relay with a `queue` section); tests pass a recording fake.
+        gate: the session caps; by default this process's own. Worker processes
+            pass the node's shared one (`shared_gate.py`).
+        reuse_port: listen with SO_REUSEPORT beside the node's other workers.
 
     Raises:
         ValueError: an implicit-TLS listener without a certificate.
@@ -170,12 +185,13 @@ async def start(
     if config.checks.enabled and config.resolver is not None:
         checks = ClientChecks(config.checks, make_resolver(config.resolver))
     limiter = RateLimiter(config.rate_limit, loop.time) if config.rate_limit else None
-    limits = config.limits
-    gate = SessionGate(limits.connections, limits.per_client, raise_fd_limit())
+    if gate is None:
+        limits = config.limits
+        gate = SessionGate(limits.connections, limits.per_client, raise_fd_limit())
     context = MailContext(
         config, store, events, policy, queue, checks=checks, limiter=limiter, gate=gate
     )
-    server = RunningMailServer(context)
+    server = RunningMailServer(context, reuse_port=reuse_port)
     try:
         await server._start()
     except BaseException:
