@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             from lab.nodes.mailserver import server, workers
 
             count = workers.worker_count(config, args.workers)
+            wanted = args.workers or config.workers
+            if count < wanted:
+                reasons = ", ".join(workers.single_process_reasons(config))
+                sys.stderr.write(f"lab.nodes: {config.name} runs in one process ({reasons})\n")
             if count > 1:
                 return workers.serve_workers(config, count)
             asyncio.run(server.serve(config))

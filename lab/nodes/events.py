@@ -29,6 +29,8 @@ from typing import Any
 EVENTS_FILE = "events.jsonl"
 EVENTS_MAX_BYTES = 64 * 1024 * 1024
 _MARKER_ROOM = 512  # kept free below the bound for the `log-truncated` line
+# One encoder for every line: `json.dumps(..., default=str)` builds a new one per call.
+_ENCODE = json.JSONEncoder(default=str).encode
 
 
 class EventLog:
@@ -59,7 +61,7 @@ class EventLog:
     def emit(self, event: str, **fields: Any) -> None:
         """Record one event; values must be JSON-serialisable (str() is used otherwise)."""
         record = {"ts": round(time.time(), 6), "node": self.node, "event": event, **fields}
-        line = json.dumps(record, default=str) + "\n"
+        line = _ENCODE(record) + "\n"
         with self._lock:
             if self.dropped:
                 self.dropped += 1

@@ -5,6 +5,7 @@ per-process state run one process."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 from lab.nodes.config import MailServerConfig, RateLimitConfig
-from lab.nodes.events import read_events
+from lab.nodes.events import EventLog, read_events
 from lab.nodes.mailserver.once import header_message_id
 from lab.nodes.mailserver.shared_gate import SharedSessionGate
 from lab.nodes.mailserver.store import MailStore
@@ -79,6 +80,7 @@ class Node:
         wait_until(lambda: len(self.started()) == expect, f"{expect} workers listening")
         self.workers = [int(event["pid"]) for event in self.started()]
         self.port = int(self.started()[0]["ports"]["25"])
+        self.stderr = ""
 
     def started(self) -> list[dict[str, Any]]:
         if self.process.poll() is not None:
@@ -92,7 +94,9 @@ class Node:
             return self.process.wait(WAIT)
         finally:
             assert self.process.stderr is not None
-            self.process.stderr.close()
+            if not self.process.stderr.closed:
+                self.stderr = self.process.stderr.read().decode(errors="replace")
+                self.process.stderr.close()
 
 
 @pytest.fixture
@@ -223,6 +227,8 @@ class TestWhichNodesKeepOneProcess:
         mx = node(4, expect=1, rate_limit=RateLimitConfig(connections=100, per=60))
         # The node process serves itself: no worker was forked.
         assert mx.workers == [mx.process.pid]
+        mx.stop()
+        assert mx.stderr == "lab.nodes: mx runs in one process (the connection rate limit)\n"
 
     def test_a_bad_worker_count_is_one_line_and_exit_2(self, tmp_path: Path) -> None:
         config_file = tmp_path / "mx.json"
@@ -268,3 +274,46 @@ class TestSharedGate:
         assert os.waitstatus_to_exitcode(status) == 0
         assert gate.open == 2
         assert not gate.open_session()
+
+
+class TestSharedEventLog:
+    def test_processes_appending_to_one_log_never_split_a_line(self, tmp_path: Path) -> None:
+        padding = "x" * 3000  # a turn's lines run far past one buffer of the file
+
+        async def emit_all(writer: int) -> None:
+            log = EventLog(tmp_path, "mx")
+            for number in range(300):
+                log.emit("session", writer=writer, number=number, padding=padding)
+                if number % 10 == 9:
+                    await asyncio.sleep(0)  # the lines so far go out in one write
+            log.close()
+
+        pids = []
+        for writer in range(3):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    asyncio.run(emit_all(writer))
+                    code = 0
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        lines = (tmp_path / "events.jsonl").read_text().splitlines()
+        events = [json.loads(line) for line in lines]
+        for writer in range(3):
+            numbers = [e["number"] for e in events if e["writer"] == writer]
+            assert numbers == list(range(300))
+
+    def test_the_bound_counts_every_writers_lines(self, tmp_path: Path) -> None:
+        first, second = EventLog(tmp_path, "mx", max_bytes=4096), EventLog(tmp_path, "mx")
+        second.emit("session", padding="y" * 3000)
+        second.close()
+        for number in range(20):
+            first.emit("session", number=number)
+        first.close()
+        assert (tmp_path / "events.jsonl").stat().st_size <= 4096
+        assert read_events(tmp_path)[-1]["event"] == "log-truncated"

@@ -12,6 +12,7 @@ decision is logged as an event.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import weakref
 from typing import Any
@@ -83,12 +84,7 @@ class MailHandler:
         """Whether the greeting faults spare this client: the server itself (its health
         checks, in a container or in the local backend) and loopback."""
         client = client_address(session)
-        if client in self.config.fault_exempt:
-            return True
-        try:
-            return ipaddress.ip_address(client).is_loopback
-        except ValueError:
-            return False
+        return client in self.config.fault_exempt or _loopback(client)
 
     def greeting_refusal(self, session: Session) -> str | None:
         """The reply that refuses a new session instead of the 220 greeting, or None.
@@ -350,6 +346,15 @@ class MailHandler:
             port=self.listener.port,
             **fields,
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _loopback(client: str) -> bool:
+    """Whether `client` is a loopback address (asked at every greeting: remembered)."""
+    try:
+        return ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        return False
 
 
 def _sender(mail_from: str | None) -> str:

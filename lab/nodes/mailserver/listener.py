@@ -98,17 +98,21 @@ class Listener:
 
     def protocol(self, early_proxy: ProxyData | None = None) -> LabSMTP:
         """A protocol instance for one new connection."""
+        if not self._quiet:  # catch_warnings costs as much as the rest: only where needed
+            return self._new_session(early_proxy)
         with warnings.catch_warnings():
-            if self._quiet:
-                warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
-            return LabSMTP(
-                self.handler,
-                connections=self.connections,
-                early_proxy=early_proxy,
-                faults=self.faults,
-                loop=asyncio.get_running_loop(),
-                **self.options,
-            )
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            return self._new_session(early_proxy)
+
+    def _new_session(self, early_proxy: ProxyData | None) -> LabSMTP:
+        return LabSMTP(
+            self.handler,
+            connections=self.connections,
+            early_proxy=early_proxy,
+            faults=self.faults,
+            loop=asyncio.get_running_loop(),
+            **self.options,
+        )
 
     async def open(self, host: str, *, reuse_port: bool = False) -> int:
         """Listen (sharing the port with other workers when `reuse_port`); the bound port."""
