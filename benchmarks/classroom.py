@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import statistics
 import threading
 import time
@@ -45,13 +46,18 @@ def host_used_mb() -> float:
 
 def docker_lab_mb(client: Any, lab_id: str) -> float:
     """The lab's containers' memory as the engine counts it (usage minus page cache)."""
-    total = 0.0
-    for container in client.containers.list(filters={"label": f"{LAB}={lab_id}"}):
-        stats = container.stats(stream=False)
+    api = client.api
+
+    def used(container_id: str) -> float:
+        # One sample (API 1.41): the default waits for a second one, a second per container.
+        stats = api.stats(container_id, stream=False, one_shot=True)
         memory = stats.get("memory_stats", {})
         cache = memory.get("stats", {}).get("inactive_file", 0)
-        total += max(memory.get("usage", 0) - cache, 0)
-    return total / MB
+        return float(max(memory.get("usage", 0) - cache, 0))
+
+    found = api.containers(filters={"label": f"{LAB}={lab_id}"})
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        return sum(pool.map(used, [container["Id"] for container in found])) / MB
 
 
 def count_requests(client: Any) -> Counter[str]:
