@@ -18,7 +18,7 @@ from lab.errors import LabStartError
 from lab.runtime.colleagues import open_colleague_sessions
 from lab.runtime.docker import live
 from lab.runtime.docker.commands import CommandFactory, node_command
-from lab.runtime.docker.engine import first_line, off_loop
+from lab.runtime.docker.engine import STARTING, first_line, off_loop
 from lab.runtime.docker.files import DATA_ROOT, lab_state_dir
 from lab.runtime.docker.lab import READY_TIMEOUT, DockerLab, ReadinessFactory
 from lab.runtime.docker.networks import (
@@ -198,11 +198,14 @@ class DockerBackend:
         # Registered while it is being made, so that an interrupted `up` cleans up.
         live.track(lab)
         try:
-            try:
-                lab.create_networks()
-            finally:
-                release(subnets)
-            lab.create(self.command)
+            queued = time.perf_counter()
+            with STARTING:
+                lab.timings["queued"] = time.perf_counter() - queued
+                try:
+                    lab.create_networks()
+                finally:
+                    release(subnets)
+                lab.create(self.command)
             if self.detached:
                 live.forget(lab_id)
         except BaseException as error:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -19,6 +21,13 @@ LAB_THREADS = 64
 ENGINE_POOL = concurrent.futures.ThreadPoolExecutor(
     max_workers=LAB_THREADS, thread_name_prefix="smtplab-engine"
 )
+
+# Labs of this process creating, starting and waiting for their containers at once. Starting
+# a lab is work for the engine (a fraction of a CPU second per container) and for the node
+# programs (as much again each, to import); thirty labs started together on two cores all
+# crawl and time out, where a few at a time finish one after another at the same total.
+STARTING_LABS = max(2, os.cpu_count() or 2)
+STARTING = threading.BoundedSemaphore(STARTING_LABS)
 
 
 async def off_loop(call: Callable[[], _T]) -> _T:
