@@ -2,17 +2,18 @@
 
 Modelled on testcontainers' wait strategies: a `WaitStrategy` makes one
 attempt at a time against a `WaitTarget` (a node of a running lab) and
-`wait_until_ready` repeats it every `poll_interval` until it succeeds, the
-node's process exits, or `startup_timeout` runs out. Never a fixed sleep: a
-lab is up as soon as every check has seen its node answer.
+`wait_until_ready` repeats it (every `poll_interval`; connection attempts
+back off up to `MAX_POLL_INTERVAL`) until it succeeds, the node's process
+exits, or `startup_timeout` runs out. Never a fixed sleep: a lab is up as soon
+as every check has seen its node answer.
 
 - mail server: a greeting read on every plain listener, a TLS handshake and
   then the greeting on every implicit-TLS one (`SmtpGreeting`);
 - DNS: an SOA question answered (`DnsAnswers`);
 - router: its `router-ready` event (`EventLogged`);
-- anything started through the lab's init script: its "routes set" line in
-  the container log (`LogLine`), so no program can send before its routes
-  point where the topology says.
+- anything started through the lab's init script: its "routes set" marker
+  file (`FileCreated`; or its line in the container log, `LogLine`), so no
+  program can send before its routes point where the topology says.
 
 A timeout or an exit raises `LabStartError` with the node's container log and
 the tail of its events.jsonl, so the reason is in the message itself.
@@ -29,6 +30,7 @@ import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from lab.errors import LabError, LabStartError
@@ -40,6 +42,11 @@ if TYPE_CHECKING:
 
 STARTUP_TIMEOUT = 15.0
 POLL_INTERVAL = 0.05
+# An attempt that opens a connection costs a thread hop and a socket in the node's namespace:
+# thirty labs starting at once must not spend a core on asking. Those strategies wait longer
+# after each failure, up to this; a look at a file (`cheap`) keeps the first interval.
+MAX_POLL_INTERVAL = 0.25
+POLL_BACKOFF = 1.5
 ATTEMPT_TIMEOUT = 1.0  # one connect or one read; the strategy retries until its deadline
 LOG_LINES = 30  # of the container log, in a startup error
 EVENT_LINES = 10  # of events.jsonl, in a startup error
@@ -84,6 +91,8 @@ class WaitTarget(Protocol):
 class WaitStrategy(ABC):
     """One kind of readiness check; `wait_until_ready` repeats `attempt` until it succeeds."""
 
+    cheap = False  # an attempt only reads a host file: no backoff between attempts
+
     def __init__(self) -> None:
         self.startup_timeout = STARTUP_TIMEOUT
         self.poll_interval = POLL_INTERVAL
@@ -120,6 +129,7 @@ class WaitStrategy(ABC):
         """
         deadline = time.monotonic() + self.startup_timeout
         last = "no attempt finished"
+        interval = self.poll_interval
         while True:
             try:
                 await self.attempt(target)
@@ -141,7 +151,9 @@ class WaitStrategy(ABC):
                     f"node {target.name} not ready after {self.startup_timeout:g} s: "
                     f"no {self.describe()} ({last})" + await asyncio.to_thread(node_report, target)
                 )
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(interval)
+            if not self.cheap:
+                interval = min(interval * POLL_BACKOFF, max(MAX_POLL_INTERVAL, self.poll_interval))
 
 
 class AllOf(WaitStrategy):
@@ -276,6 +288,8 @@ class DnsAnswers(WaitStrategy):
 class EventLogged(WaitStrategy):
     """An event in the node's events.jsonl (the router's `router-ready`)."""
 
+    cheap = True
+
     def __init__(self, event: str, *, failure: str | None = None) -> None:
         super().__init__()
         self.event = event
@@ -313,6 +327,27 @@ class LogLine(WaitStrategy):
         """Read the log once."""
         if self.text not in await asyncio.to_thread(target.logs, 200):
             raise NotReady(f"no {self.text!r} in the log yet")
+
+
+class FileCreated(WaitStrategy):
+    """A file the node creates where the host sees it (the init script's routes-set marker
+    in the lab's bind-mounted directory): checked without asking the engine."""
+
+    cheap = True
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__()
+        self.path = path
+        self.what = what
+
+    def describe(self) -> str:
+        """E.g. "routes set (file /…/_signals/mx.routes-set)"."""
+        return f"{self.what} (file {self.path})"
+
+    async def attempt(self, target: WaitTarget) -> None:
+        """Look once."""
+        if not self.path.exists():
+            raise NotReady(f"{self.path} not created yet")
 
 
 # --- per role -------------------------------------------------------------------------------

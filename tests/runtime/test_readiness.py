@@ -19,8 +19,11 @@ from lab.runtime.readiness import (
     AllOf,
     DnsAnswers,
     EventLogged,
+    FileCreated,
     LogLine,
+    NotReady,
     SmtpGreeting,
+    WaitStrategy,
     role_checks,
     wait_all,
 )
@@ -182,6 +185,42 @@ class TestOtherChecks:
             await both.wait_until_ready(node)
         node.log += "second\n"
         await both.wait_until_ready(node)
+
+    async def test_file_created(self, tmp_path: Path) -> None:
+        marker = tmp_path / "relay.routes-set"
+        check = FileCreated(marker, "routes set").with_poll_interval(0.01)
+        assert check.describe() == f"routes set (file {marker})"
+        with pytest.raises(LabStartError, match=r"node relay not ready after 0.2 s: no routes set"):
+            await check.with_startup_timeout(0.2).wait_until_ready(FakeNode())
+        waiting = asyncio.ensure_future(check.with_startup_timeout(5).wait_until_ready(FakeNode()))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        marker.touch()
+        await asyncio.wait_for(waiting, 2)
+
+    async def test_connection_attempts_back_off_file_looks_do_not(self) -> None:
+        class Counted(WaitStrategy):
+            def __init__(self, cheap: bool) -> None:
+                super().__init__()
+                self.cheap = cheap
+                self.attempts = 0
+
+            def describe(self) -> str:
+                return "nothing"
+
+            async def attempt(self, target: Any) -> None:
+                self.attempts += 1
+                raise NotReady("never")
+
+        costly, cheap = Counted(cheap=False), Counted(cheap=True)
+        for check in (costly, cheap):
+            check.with_poll_interval(0.01).with_startup_timeout(0.6)
+            with pytest.raises(LabStartError):
+                await check.wait_until_ready(FakeNode())
+        # Every 10 ms for 0.6 s would be about 60 attempts; growing by half up to 0.25 s,
+        # the connection-like check makes about a dozen, the file look many more.
+        assert costly.attempts <= 15
+        assert cheap.attempts > costly.attempts
 
     async def test_wait_all_reports_the_first_failure(self) -> None:
         ready, broken = FakeNode("a"), FakeNode("b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,9 @@ from lab.runtime.subnets import (
     parse_route_text,
     parse_routes,
 )
+from lab.scenario.loader import load_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def nets(*texts: str) -> list[IPv4Network]:
@@ -174,3 +178,19 @@ def test_host_taken_networks_reads_this_host() -> None:
     assert len(taken) == len(set(taken))
     chosen = choose_subnets(2, taken)
     assert not any(subnet.overlaps(other) for subnet in chosen for other in taken)
+
+
+def test_subnets_reserved_by_a_lab_being_made_are_not_planned_again() -> None:
+    from lab.runtime.docker.networks import NETWORK_LOCK, docker_subnets, release, reserve
+
+    scenario = load_scenario(SCENARIOS / "happy-path.yaml")
+    engine = FakeClient([])
+    first = docker_subnets(scenario, engine)
+    with NETWORK_LOCK:
+        reserve(first.values())
+    try:
+        second = docker_subnets(scenario, engine)
+    finally:
+        release(first.values())
+    assert not any(a.overlaps(b) for a in first.values() for b in second.values())
+    assert docker_subnets(scenario, engine) == first  # released: free again

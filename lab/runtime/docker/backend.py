@@ -8,22 +8,30 @@ made (`lab.runtime.docker.live`), unless it is detached.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabStartError
 from lab.runtime.colleagues import open_colleague_sessions
 from lab.runtime.docker import live
 from lab.runtime.docker.commands import CommandFactory, node_command
-from lab.runtime.docker.engine import first_line
+from lab.runtime.docker.engine import STARTING, first_line, off_loop
 from lab.runtime.docker.files import DATA_ROOT, lab_state_dir
 from lab.runtime.docker.lab import READY_TIMEOUT, DockerLab, ReadinessFactory
-from lab.runtime.docker.networks import NETWORK_LOCK, SUBNET_ATTEMPTS, clash, docker_subnets
+from lab.runtime.docker.networks import (
+    NETWORK_LOCK,
+    SUBNET_ATTEMPTS,
+    clash,
+    docker_subnets,
+    release,
+    reserve,
+    taken_subnets,
+)
 from lab.runtime.progress import Progress, say_nothing
 from lab.runtime.readiness import role_checks
-from lab.runtime.subnets import host_taken_networks
 from lab.topology import Topology, resolve
 
 if TYPE_CHECKING:
@@ -117,9 +125,11 @@ class DockerBackend:
         Raises:
             LabStartError: a subnet collides, the engine refused, or a node was not ready.
         """
-        lab = await asyncio.to_thread(self.up_sync, topology)
+        lab = await off_loop(functools.partial(self.up_sync, topology))
         try:
+            started = time.perf_counter()
             lab.colleagues = await open_colleague_sessions(lab)
+            lab.timings["colleagues"] = time.perf_counter() - started
         except BaseException:
             await lab.down()
             raise
@@ -153,14 +163,16 @@ class DockerBackend:
         return self.image
 
     def _up_once(self, topology: Topology, image: str) -> DockerLab:
-
+        started = time.perf_counter()
         client = self.client
         lab_id = f"{topology.scenario.id[:24]}-{secrets.token_hex(3)}"
         # Labs of this process planned at the same time would all pick the same free
-        # subnets: checking and creating networks is one step per process. (Another
-        # process may still win a race: the engine refuses, and `up_sync` plans again.)
+        # subnets: choosing and reserving them is one step per process; the networks are
+        # then created outside the lock, so that a class of labs is not made one network
+        # at a time. (Another process may still win a race: the engine refuses, and
+        # `up_sync` plans again.)
         with NETWORK_LOCK:
-            taken = host_taken_networks(client)
+            taken = taken_subnets(client)
             clashes = [
                 f"network {network.name}: {network.subnet} {found}"
                 for network in topology.networks.values()
@@ -170,25 +182,30 @@ class DockerBackend:
                 raise _SubnetTaken("; ".join(clashes))
             if clashes:
                 topology = self.plan(topology.scenario)
-            lab = DockerLab(
-                client,
-                topology,
-                lab_id,
-                lab_state_dir(lab_id),
-                image,
-                detached=self.detached,
-                ready_timeout=self.ready_timeout,
-                readiness=self.readiness,
-            )
-            # Registered while it is being made, so that an interrupted `up` cleans up.
-            live.track(lab)
-            try:
-                lab.create_networks()
-            except BaseException as error:
-                lab.down_sync()
-                raise _engine_error(lab_id, error) from error
+            subnets = [network.subnet for network in topology.networks.values()]
+            reserve(subnets)
+        lab = DockerLab(
+            client,
+            topology,
+            lab_id,
+            lab_state_dir(lab_id),
+            image,
+            detached=self.detached,
+            ready_timeout=self.ready_timeout,
+            readiness=self.readiness,
+        )
+        lab.timings["plan"] = time.perf_counter() - started
+        # Registered while it is being made, so that an interrupted `up` cleans up.
+        live.track(lab)
         try:
-            lab.create(self.command)
+            queued = time.perf_counter()
+            with STARTING:
+                lab.timings["queued"] = time.perf_counter() - queued
+                try:
+                    lab.create_networks()
+                finally:
+                    release(subnets)
+                lab.create(self.command)
             if self.detached:
                 live.forget(lab_id)
         except BaseException as error:

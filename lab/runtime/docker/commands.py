@@ -26,10 +26,11 @@ def node_command(node: NodePlan, config_path: str) -> list[str]:
     return ["python3", "-m", "lab.nodes", node.kind, config_path]
 
 
-# Run as `sh -c INIT smtplab-init <gateway or ""> <"off" or ""> <program...>`. A failure
-# exits with 97 rather than run the program with a route out of the lab.
+# Run as `sh -c INIT smtplab-init <gateway or ""> <"off" or ""> <marker or ""> <hold or "">
+# <program...>`. A failure exits with 97 rather than run the program with a route out of
+# the lab.
 INIT_SCRIPT = """\
-gateway="$1"; off="$2"; shift 2
+gateway="$1"; off="$2"; marker="$3"; hold="$4"; shift 4
 if [ -n "$gateway" ]; then
     ip route replace default via "$gateway" || exit 97
 else
@@ -44,6 +45,8 @@ if [ -n "$off" ]; then
     esac
 fi
 echo "smtplab-init: routes set"
+if [ -n "$marker" ]; then : > "$marker" || exit 97; fi
+if [ -n "$hold" ]; then until [ -e "$hold" ]; do sleep 0.02; done; fi
 exec setpriv --bounding-set=-net_admin -- "$@"
 """
 # Created in a container by the runtime once the whole lab is up: a server that comes back
@@ -59,6 +62,8 @@ def with_lab_route(
     *,
     switched_off: bool = False,
     back_after: float | None = None,
+    marker: str = "",
+    hold: str = "",
 ) -> list[str]:
     """`command`, run after fixing the default route and dropping `NET_ADMIN`.
 
@@ -73,11 +78,19 @@ def with_lab_route(
     (`back_after` seconds) runs its program behind the same firewall, which a
     background shell, forked before `NET_ADMIN` is dropped, opens that long after
     the runtime created `LAB_UP_FILE` (the whole lab is up).
+
+    Once the routes are set the script creates the file `marker` (a host-side
+    file readiness can watch without asking the engine), then, with `hold`, waits
+    until the file `hold` exists before it starts the program: a node behind a
+    router starts with the router, and its program once the runtime saw the
+    router's rules in place.
     """
     off = "off" if switched_off else ""
     if back_after is not None:
         off = f"back-after={back_after:.3f}"
-    return ["sh", "-c", INIT_SCRIPT, "smtplab-init", str(gateway or ""), off, *command]
+    return [
+        "sh", "-c", INIT_SCRIPT, "smtplab-init", str(gateway or ""), off, marker, hold, *command,
+    ]  # fmt: skip
 
 
 def customer_gateways(topology: Topology) -> dict[str, IPv4Address]:

@@ -10,8 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from lab.net import DirectConnector
 from lab.runtime.docker.commands import IDLE_COMMAND, CommandFactory, with_lab_route
-from lab.runtime.docker.files import DATA_ROOT, config_path
-from lab.runtime.docker.namespaces import CAN_ENTER_NAMESPACES, netns_socket
+from lab.runtime.docker.files import (
+    DATA_ROOT,
+    ROUTERS_READY,
+    config_path,
+    routes_set_file,
+    signal_file,
+)
+from lab.runtime.docker.namespaces import CAN_ENTER_NAMESPACES, netns_socket, runs_in
 from lab.topology import NodePlan, Topology
 
 if TYPE_CHECKING:
@@ -32,7 +38,13 @@ class ContainerSpec:
 
 
 def container_spec(
-    topology: Topology, node: NodePlan, command: CommandFactory, gateway: IPv4Address | None
+    topology: Topology,
+    node: NodePlan,
+    command: CommandFactory,
+    gateway: IPv4Address | None,
+    *,
+    signals: bool = False,
+    hold: bool = False,
 ) -> ContainerSpec:
     """What `node`'s container runs and with which kernel settings.
 
@@ -41,6 +53,8 @@ def container_spec(
         node: the node.
         command: what the node runs (a switched-off host runs nothing).
         gateway: its router's inside address, for a node behind a router.
+        signals: its init script creates `routes_set_file` once its routes are set.
+        hold: its program starts once the runtime created the `ROUTERS_READY` signal.
     """
     # A switched-off host is there (its address answers ARP) but runs nothing.
     argv = command(node, config_path(node.name)) if node.running else list(IDLE_COMMAND)
@@ -50,7 +64,12 @@ def container_spec(
         sysctls["net.ipv4.ip_forward"] = "1"
     else:
         argv = with_lab_route(
-            argv, gateway, switched_off=not node.running, back_after=node.back_after
+            argv,
+            gateway,
+            switched_off=not node.running,
+            back_after=node.back_after,
+            marker=str(routes_set_file(node.name)) if signals else "",
+            hold=str(signal_file(ROUTERS_READY)) if hold else "",
         )
     dns_node = topology.dns
     return ContainerSpec(
@@ -66,7 +85,12 @@ def container_spec(
 
 
 def create_container(
-    lab: DockerLab, node: NodePlan, command: CommandFactory, gateway: IPv4Address | None
+    lab: DockerLab,
+    node: NodePlan,
+    command: CommandFactory,
+    gateway: IPv4Address | None,
+    *,
+    hold: bool = False,
 ) -> str:
     """Create (not start) `node`'s container, attached to all its networks; its id.
 
@@ -75,9 +99,10 @@ def create_container(
         node: the node.
         command: what the node runs (a switched-off host runs nothing).
         gateway: its router's inside address, for a node behind a router.
+        hold: its program waits for the runtime's `ROUTERS_READY` signal.
     """
     api = lab.client.api
-    spec = container_spec(lab.topology, node, command, gateway)
+    spec = container_spec(lab.topology, node, command, gateway, signals=True, hold=hold)
     host_config = api.create_host_config(
         binds={str(lab.host_dir): {"bind": str(DATA_ROOT), "mode": "rw"}},
         cap_add=spec.cap_add,
@@ -141,7 +166,14 @@ class ContainerTarget:
         return self._lab.logs(self._node, tail)
 
     def exited(self) -> str | None:
-        """None while the container runs, else its exit code."""
+        """None while the container runs, else its exit code.
+
+        Asked after every failed readiness attempt: while the container's process
+        is known and still there (`/proc`), the engine is not asked.
+        """
+        known = self._lab.known_pid(self._node)
+        if known is not None and runs_in(known, self._lab.containers[self._node]):
+            return None
         state = self._lab.state(self._node)
         if state.get("Running"):
             return None

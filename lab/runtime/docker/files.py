@@ -19,6 +19,9 @@ DATA_ROOT = Path("/var/lib/smtplab")
 CONFIG_DIR = "_config"
 TLS_DIR = "_tls"  # the lab CA and every server's certificate and key
 RUN_DIR = "_run"  # one-shot files for `docker exec` (mail settings with a password)
+# Files the init scripts and the runtime create to signal each other (`signal_file`).
+SIGNALS_DIR = "_signals"
+ROUTERS_READY = "routers-ready"  # created by the runtime: the nodes behind routers may start
 
 
 def lab_state_dir(lab_id: str) -> Path:
@@ -33,6 +36,16 @@ def lab_state_dir(lab_id: str) -> Path:
 def config_path(node: str) -> str:
     """Where `node`'s config file appears inside the containers."""
     return str(DATA_ROOT / CONFIG_DIR / f"{node}.json")
+
+
+def signal_file(name: str, host_dir: Path | None = None) -> Path:
+    """Signal file `name`: as the containers see it, or under `host_dir` as the host does."""
+    return (host_dir if host_dir is not None else DATA_ROOT) / SIGNALS_DIR / name
+
+
+def routes_set_file(node: str, host_dir: Path | None = None) -> Path:
+    """The file `node`'s init script creates once its routes are set (`signal_file`)."""
+    return signal_file(f"{node}.routes-set", host_dir)
 
 
 def write_node_files(topology: Topology, host_dir: Path) -> Path:
@@ -50,6 +63,7 @@ def write_node_files(topology: Topology, host_dir: Path) -> Path:
 
     # Configs hold passwords (relay users, the client's login): owner-only, like the keys.
     private_directory(host_dir / CONFIG_DIR)
+    (host_dir / SIGNALS_DIR).mkdir(parents=True, exist_ok=True)
     servers = {
         name: spec.certificate
         for name, spec in topology.scenario.nodes.items()

@@ -12,9 +12,11 @@ at `/var/lib/smtplab` (`lab.runtime.docker.files`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 from types import TracebackType
@@ -26,16 +28,23 @@ from lab.runtime import labels
 from lab.runtime.base import Endpoint
 from lab.runtime.colleagues import ColleagueSessions
 from lab.runtime.docker import live
-from lab.runtime.docker.commands import INIT_DONE, LAB_UP_FILE, CommandFactory, customer_gateways
+from lab.runtime.docker.commands import LAB_UP_FILE, CommandFactory, customer_gateways
 from lab.runtime.docker.containers import ContainerTarget, create_container
-from lab.runtime.docker.engine import in_parallel
-from lab.runtime.docker.files import config_path, run_file, write_node_files
+from lab.runtime.docker.engine import in_parallel, off_loop
+from lab.runtime.docker.files import (
+    ROUTERS_READY,
+    config_path,
+    routes_set_file,
+    run_file,
+    signal_file,
+    write_node_files,
+)
 from lab.runtime.docker.namespaces import NamespaceConnector, query_dns
 from lab.runtime.docker.networks import create_bridge
 from lab.runtime.docker.publish import LOOPBACK, publish
 from lab.runtime.docker.records import remove_lab
-from lab.runtime.readiness import LogLine, WaitStrategy, role_checks, wait_all
-from lab.topology import NodePlan, Topology
+from lab.runtime.readiness import FileCreated, WaitStrategy, role_checks, wait_all
+from lab.topology import NetworkPlan, NodePlan, Topology
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -44,10 +53,14 @@ if TYPE_CHECKING:
     from lab.smtp.result import SendResult
     from lab.wire.capture import Capture
 
-READY_TIMEOUT = 15.0
+# A node program needs a fraction of a CPU second to start, but a class of labs starting
+# together on two cores queues a hundred of them (and the engine's own work): a router took
+# over 15 s from its start to its rules with six labs starting on a loaded host. A process
+# that exits is noticed at once, whatever this says; only a hung node waits it out.
+READY_TIMEOUT = 60.0
 # Postfix starts a dozen processes and checks its queue before it listens (and postgrey is
 # a perl daemon): seconds on an idle host, far more on a busy one.
-POSTFIX_READY_TIMEOUT = 60.0
+POSTFIX_READY_TIMEOUT = 90.0
 
 # What must hold before a node counts as up, given what its container runs.
 ReadinessFactory = Callable[[NodePlan, Topology], list[WaitStrategy]]
@@ -83,6 +96,9 @@ class DockerLab:
         self.containers: dict[str, str] = {}  # node -> container id
         self.networks: dict[str, str] = {}  # scenario network -> docker network id
         self._pids: dict[str, int] = {}
+        # Seconds each step of `up` took ("networks", "start", "routers ready", ...), for
+        # the benchmarks.
+        self.timings: dict[str, float] = {}
         self._ca_file: Path | None = None
         self._endpoints: list[Endpoint] = []
         self._down = False
@@ -132,9 +148,15 @@ class DockerLab:
             self._pids[node] = int(state["Pid"])
         return self._pids[node]
 
+    def known_pid(self, node: str) -> int | None:
+        """The host pid of `node`'s main process if already seen running, else None."""
+        return self._pids.get(node)
+
     def state(self, node: str) -> dict[str, Any]:
         """The `State` part of `docker inspect` for `node`'s container."""
         state: dict[str, Any] = self._client.api.inspect_container(self.containers[node])["State"]
+        if state.get("Running") and state.get("Pid"):
+            self._pids.setdefault(node, int(state["Pid"]))
         return state
 
     def exec(self, node: str, command: list[str]) -> tuple[int, str]:
@@ -187,7 +209,7 @@ class DockerLab:
                 "python3", "-m", "lab.nodes", "client", config_path(client.name),
                 "--settings-file", str(settings_file),
             ]  # fmt: skip
-            code, output = await asyncio.to_thread(self.exec, client.name, command)
+            code, output = await off_loop(functools.partial(self.exec, client.name, command))
         lines = [line for line in output.splitlines() if line.startswith("{")]
         if code != 0 or not lines:
             shown = _mask(output, settings)
@@ -228,7 +250,7 @@ class DockerLab:
         which accepts on `host` before it connects onwards; the notes say so.
         """
         if not self._endpoints:
-            self._endpoints = await asyncio.to_thread(publish, self, host)
+            self._endpoints = await off_loop(functools.partial(publish, self, host))
         return self.endpoints()
 
     def logs(self, node: str, tail: int = 50) -> str:
@@ -239,8 +261,10 @@ class DockerLab:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def create_networks(self) -> None:
-        """One docker network per scenario network, on the planned subnets."""
-        for network in self._topology.networks.values():
+        """One docker network per scenario network, on the planned subnets (reserved by
+        the caller), created concurrently."""
+
+        def create(network: NetworkPlan) -> None:
             self.networks[network.name] = create_bridge(
                 self._client.api,
                 self.network_name(network.name),
@@ -253,45 +277,64 @@ class DockerLab:
                 labels=self.object_labels(network=network.name),
             )
 
+        with self._timed("networks"):
+            in_parallel(
+                [functools.partial(create, network) for network in self._topology.networks.values()]
+            )
+
     def create(self, command: CommandFactory) -> None:
-        """Create the containers (networks exist), start them (routers before what stands
-        behind them), and wait until every node passes its readiness checks."""
-        self._ca_file = write_node_files(self._topology, self.host_dir)
+        """Create and start the containers (networks exist), each started as soon as it is
+        created, and wait until every node passes its readiness checks.
+
+        A program behind a router may send as soon as it starts: its container starts
+        with the others, but its init script holds the program until the routers are
+        ready (the runtime then creates the `ROUTERS_READY` signal file). Everything else
+        (servers on the outside networks, the idle client) runs at once.
+        """
+        with self._timed("files"):
+            self._ca_file = write_node_files(self._topology, self.host_dir)
         gateways = customer_gateways(self._topology)
         nodes = list(self._topology.nodes.values())
-        in_parallel(
-            [
-                functools.partial(self._create_container, node, command, gateways.get(node.name))
-                for node in nodes
-            ]
-        )
-        # A program behind a router may send as soon as it starts: it starts only once the
-        # router's rules are in place. Everything else (servers on the outside networks,
-        # the idle client) starts together with the routers.
         behind = [
             node
             for node in nodes
             if node.name in gateways and node.kind != "client" and node.running
         ]
-        first = [node for node in nodes if node not in behind]
-        self._start_all(first)
-        routers = [node for node in first if node.kind == "router"]
-        self._wait_ready(routers)
-        self._start_all(behind)
-        self._wait_ready([node for node in nodes if node.kind != "router"])
+        routers = [node for node in nodes if node.kind == "router"]
+        with self._timed("create and start"):
+            # Routers first in line: the rest of the lab waits on them.
+            in_parallel(
+                [
+                    functools.partial(
+                        self._create_and_start,
+                        node,
+                        command,
+                        gateways.get(node.name),
+                        node in behind,
+                    )
+                    for node in [*routers, *(node for node in nodes if node.kind != "router")]
+                ]
+            )
+        others = [node for node in nodes if node.kind != "router" and node not in behind]
+        asyncio.run(self._wait_ready(routers, behind, others))
         # Servers that come back later count their downtime from now, as on local.
         for node in nodes:
             if node.back_after is not None:
                 self.exec(node.name, ["touch", LAB_UP_FILE])
 
-    def _create_container(
-        self, node: NodePlan, command: CommandFactory, gateway: IPv4Address | None
-    ) -> None:
-        self.containers[node.name] = create_container(self, node, command, gateway)
+    @contextlib.contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[step] = time.perf_counter() - started
 
-    def _start_all(self, nodes: list[NodePlan]) -> None:
-        api = self._client.api
-        in_parallel([functools.partial(api.start, self.containers[node.name]) for node in nodes])
+    def _create_and_start(
+        self, node: NodePlan, command: CommandFactory, gateway: IPv4Address | None, hold: bool
+    ) -> None:
+        self.containers[node.name] = create_container(self, node, command, gateway, hold=hold)
+        self._client.api.start(self.containers[node.name])
 
     def checks(self, node: NodePlan) -> list[WaitStrategy]:
         """What must hold before `node` counts as up (`lab.runtime.readiness`)."""
@@ -299,8 +342,12 @@ class DockerLab:
         from lab.scenario.vocabulary import MtaSoftware
 
         found = self.readiness(node, self._topology)
-        if node.kind != "router":
-            found.append(LogLine(INIT_DONE))  # routes set, NET_ADMIN dropped
+        if node.kind != "router" and not found:
+            # Routes set, NET_ADMIN dropped. A node whose program answers a check passed
+            # this already: the init script starts the program only afterwards.
+            found.append(
+                FileCreated(routes_set_file(node.name, self.host_dir), "routes set by its init")
+            )
         timeout = self.ready_timeout
         if (
             isinstance(node.config, MailServerConfig)
@@ -309,18 +356,36 @@ class DockerLab:
             timeout = max(timeout, POSTFIX_READY_TIMEOUT)
         return [check.with_startup_timeout(timeout) for check in found]
 
-    def _wait_ready(self, nodes: list[NodePlan]) -> None:
-        """Every check of every node in `nodes`, concurrently (never a fixed sleep).
+    async def _wait_ready(
+        self, routers: list[NodePlan], behind: list[NodePlan], others: list[NodePlan]
+    ) -> None:
+        """Every check of every node, concurrently, except that the nodes `behind` routers
+        run their programs (and are checked) once the routers are ready (never a fixed
+        sleep).
 
         Raises:
             LabStartError: a node exited or timed out; with its log.
         """
-        checks = [
-            (ContainerTarget(self, node.name), check)
-            for node in nodes
-            for check in self.checks(node)
-        ]
-        asyncio.run(wait_all(checks))
+        started = time.perf_counter()
+
+        def waits(nodes: list[NodePlan]) -> Awaitable[None]:
+            return wait_all(
+                (ContainerTarget(self, node.name), check)
+                for node in nodes
+                for check in self.checks(node)
+            )
+
+        meanwhile = asyncio.ensure_future(waits(others))
+        try:
+            await waits(routers)
+            self.timings["routers ready"] = time.perf_counter() - started
+            signal_file(ROUTERS_READY, self.host_dir).touch()
+            await waits(behind)
+            await meanwhile
+        finally:
+            meanwhile.cancel()
+            await asyncio.gather(meanwhile, return_exceptions=True)
+        self.timings["all ready"] = time.perf_counter() - started
 
     def down_sync(self) -> None:
         """Remove containers, networks and the host directory; idempotent."""
@@ -334,7 +399,7 @@ class DockerLab:
         """Stop every node and remove everything the lab created; idempotent."""
         if self.colleagues is not None:
             self.colleagues.close()
-        await asyncio.to_thread(self.down_sync)
+        await off_loop(self.down_sync)
 
     def __enter__(self) -> DockerLab:
         return self

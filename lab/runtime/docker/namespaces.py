@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from lab.net import ConnectRefused, ConnectTimeout, Streams, unreachable
 
@@ -56,6 +57,19 @@ def netns_socket(pid: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> sock
     if failed:
         raise failed[0]
     return made[0]
+
+
+def runs_in(pid: int, container_id: str) -> bool:
+    """Whether process `pid` is alive (not a zombie) in container `container_id`'s cgroup:
+    a look at `/proc` instead of a question to the engine. False when it cannot tell
+    (another pid namespace, no such process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[:1]
+    return state != ["Z"] and state != ["X"] and container_id in cgroups
 
 
 class NamespaceConnector:

@@ -23,8 +23,27 @@ if TYPE_CHECKING:
 
 SUBNET_ATTEMPTS = 5
 
-# Held while checking subnets and creating networks (see `DockerBackend._up_once`).
+# Held while choosing and reserving subnets (see `DockerBackend._up_once`).
 NETWORK_LOCK = threading.Lock()
+# Subnets this process chose for networks it is creating: the engine does not list them
+# yet, so labs planned at the same moment would otherwise all choose the same ones.
+_RESERVED: set[IPv4Network] = set()
+
+
+def reserve(subnets: Iterable[IPv4Network]) -> None:
+    """Keep `subnets` from other labs of this process until `release` (hold NETWORK_LOCK)."""
+    _RESERVED.update(subnets)
+
+
+def release(subnets: Iterable[IPv4Network]) -> None:
+    """The networks on `subnets` exist (the engine lists them) or were given up."""
+    with NETWORK_LOCK:
+        _RESERVED.difference_update(subnets)
+
+
+def taken_subnets(client: Any) -> list[IPv4Network]:
+    """Host routes, docker networks, and the subnets this process is about to create."""
+    return [*host_taken_networks(client), *_RESERVED]
 
 
 def docker_subnets(scenario: Scenario, client: Any) -> dict[str, IPv4Network]:
@@ -35,7 +54,7 @@ def docker_subnets(scenario: Scenario, client: Any) -> dict[str, IPv4Network]:
     Raises:
         LabError: a pinned subnet collides with something on this host.
     """
-    taken = host_taken_networks(client)
+    taken = taken_subnets(client)
     pinned = {name: net.subnet for name, net in scenario.networks.items() if net.subnet}
     for name, subnet in pinned.items():
         found = clash(subnet, taken)

@@ -14,9 +14,14 @@ from lab.runtime.base import Endpoint
 from lab.runtime.docker.commands import customer_gateways
 from lab.runtime.docker.containers import ContainerTarget
 from lab.runtime.docker.engine import first_line
-from lab.runtime.docker.networks import NETWORK_LOCK, SUBNET_ATTEMPTS, create_bridge
+from lab.runtime.docker.networks import (
+    NETWORK_LOCK,
+    SUBNET_ATTEMPTS,
+    create_bridge,
+    taken_subnets,
+)
 from lab.runtime.readiness import LogLine, wait_all
-from lab.runtime.subnets import choose_subnets, host_taken_networks
+from lab.runtime.subnets import choose_subnets
 from lab.topology import Action, Topology, Verdict, path_verdict
 
 if TYPE_CHECKING:
@@ -86,7 +91,7 @@ def _create_front_network(lab: DockerLab) -> IPv4Network:
         # Planned afresh each time: another lab may take a subnet meanwhile.
         try:
             with NETWORK_LOCK:
-                taken = host_taken_networks(lab.client)
+                taken = taken_subnets(lab.client)
                 [front] = choose_subnets(1, taken, prefix=FRONT_PREFIX)
                 lab.networks[FRONT_NETWORK] = create_bridge(
                     lab.client.api,
