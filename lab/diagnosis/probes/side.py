@@ -4,7 +4,9 @@
 mode?), `inspect_tls` answers `InspectTls` (the certificate and version, with a
 handshake that accepts anything) and `peek_after_starttls` answers
 `PeekAfterStarttls` (what EHLO offers once encrypted); `audit_relay` answers
-`AuditRelay` (a relay attempt from the target's outside host). Each opens its
+`AuditRelay` (a relay attempt from the target's outside host); `ask_recipient_server`
+answers `AskRecipientServer` (VRFY and RCPT at the server that refused a recipient,
+from the same outside host). Each opens its
 own connection, never the main session's, and is bounded by `SIDE_TIMEOUT`.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 from lab.diagnosis.probes.context import ProbeContext, insecure_context, permissive_context
 from lab.diagnosis.probes.failures import EXPECTED, failure_of
 from lab.diagnosis.requests import (
+    AskRecipientServer,
     AuditRelay,
     AuditResult,
     Failure,
@@ -21,6 +24,7 @@ from lab.diagnosis.requests import (
     ModeResult,
     PeekAfterStarttls,
     PeekResult,
+    RecipientAnswers,
     TryOtherTlsMode,
 )
 from lab.net import Connector
@@ -186,6 +190,45 @@ async def audit_relay(context: ProbeContext, request: AuditRelay) -> AuditResult
         )
     finally:
         await session.close()
+
+
+async def ask_recipient_server(
+    context: ProbeContext, request: AskRecipientServer
+) -> RecipientAnswers:
+    """VRFY the recipient, then MAIL FROM:<> and RCPT TO it, then RSET: nothing is sent."""
+    start = context.clock()
+    outsider = context.target.outsider()
+    if outsider is None:  # the planner asks only targets that have one
+        return RecipientAnswers("nowhere", failure=Failure("error", "no host outside"))
+    source, connector = outsider
+    session = _side_session(
+        context,
+        f"new connection from {source} to port {request.port} of the recipient's server",
+        connector,
+    )
+    vrfy = rcpt = None
+    try:
+        await session.connect(request.address, request.port)
+        banner = await session.read_banner()
+        if banner.code == 220 and (await session.ehlo(request.helo)).is_positive:
+            vrfy = await session.vrfy(request.recipient)
+            if (await session.mail("")).is_positive:
+                rcpt = await session.rcpt(request.recipient)
+            await session.rset()
+            await session.quit()
+        failure = None if vrfy else Failure("error", f"the server greeted with {banner}")
+    except EXPECTED as error:
+        failure = failure_of(error)
+    finally:
+        await session.close()
+    return RecipientAnswers(
+        source,
+        vrfy=vrfy,
+        rcpt=rcpt,
+        failure=failure,
+        transcript=tuple(session.transcript.lines),
+        duration=context.clock() - start,
+    )
 
 
 def _side_session(
