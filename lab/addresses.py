@@ -30,6 +30,13 @@ def mta_host(field: str) -> str:
     return field.rpartition(";")[2].strip().lower().rstrip(".")
 
 
+def host_in_domain(host: str, domain: str) -> bool:
+    """Whether `host` is `domain` itself (its implicit MX) or a name below it, ignoring
+    case and a final dot; never for an empty domain."""
+    host, domain = host.lower().rstrip("."), domain.lower().rstrip(".")
+    return bool(domain) and (host == domain or host.endswith("." + domain))
+
+
 def without_extension(address: str, delimiters: str | None) -> str:
     """The address without its subaddress (RFC 5233): "bob+tag@x" -> "bob@x" when "+" is one
     of `delimiters` (Postfix's recipient_delimiter: the first one found splits); unchanged

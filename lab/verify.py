@@ -1,6 +1,7 @@
-"""Check a run against a scenario's `expect` block, prove its fix delivers, and check
-that the diagnosis engine names the expected catalog entry (`expect.diagnosis`) and the
-failing hop (`expect.hop`)."""
+"""Check a run against a scenario's `expect` block, prove its fix delivers (the mail
+program's `expect.fix` in the same lab, the servers' `expect.repair` in a repaired one),
+and check that the diagnosis engine names the expected catalog entry (`expect.diagnosis`)
+and the failing hop (`expect.hop`)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Verification:
-    """The scenario's run, the fix's run, and every mismatch found."""
+    """The scenario's run, the fix's and the repair's runs, and every mismatch found."""
 
     scenario: str
     report: RunReport
     fix_report: RunReport | None
     mismatches: list[str] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
+    repair_report: RunReport | None = None
 
     @property
     def passed(self) -> bool:
@@ -41,6 +43,7 @@ class Verification:
             "mismatches": self.mismatches,
             "run": self.report.to_json(),
             "fix": self.fix_report.to_json() if self.fix_report else None,
+            "repair": self.repair_report.to_json() if self.repair_report else None,
             "diagnosis": (
                 {
                     "entry": self.diagnosis.entry,
@@ -89,7 +92,9 @@ async def verify(lab: Lab, *, backend: Backend | None = None) -> Verification:
         if scenario.expect.diagnosis is not None
         else None
     )
+    repairing = asyncio.create_task(_run_repaired(lab, backend)) if scenario.expect.repair else None
     diagnosis = None
+    repair_report = None
     try:
         report = await run_once(lab)
         found = mismatches(scenario.expect, report)
@@ -102,16 +107,34 @@ async def verify(lab: Lab, *, backend: Backend | None = None) -> Verification:
                     f"fix: expected the corrected settings to deliver, got {fix_report.outcome} "
                     f"at {fix_report.stage} ({fix_report.text})"
                 )
+        if repairing is not None:
+            repair_report = await repairing
+            if repair_report.outcome is not Outcome.DELIVERED:
+                found.append(
+                    f"repair: expected the repaired servers to deliver, got "
+                    f"{repair_report.outcome} at {repair_report.stage} ({repair_report.text})"
+                )
         if diagnosing is not None and scenario.expect.diagnosis is not None:
             diagnosis = await diagnosing
             found += diagnosis_mismatches(
                 scenario.expect.diagnosis, diagnosis, hop=scenario.expect.hop
             )
     finally:
-        if diagnosing is not None and not diagnosing.done():
-            diagnosing.cancel()
-            await asyncio.gather(diagnosing, return_exceptions=True)
-    return Verification(scenario.id, report, fix_report, found, diagnosis)
+        for task in (diagnosing, repairing):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+    return Verification(scenario.id, report, fix_report, found, diagnosis, repair_report)
+
+
+async def _run_repaired(lab: Lab, backend: Backend | None) -> RunReport:
+    """The customer's own send, in a fresh lab whose servers carry `expect.repair`."""
+    from lab.runtime import get_backend
+    from lab.scenario.repair import repaired
+
+    scenario = repaired(lab.topology.scenario)
+    async with running_lab(scenario, backend or get_backend(lab.backend)) as fixed:
+        return await run_once(fixed)
 
 
 async def _diagnose_fresh(lab: Lab, backend: Backend | None) -> Diagnosis:

@@ -6,7 +6,14 @@ import ipaddress
 
 import pytest
 
-from lab.addresses import domain_of, ip_literal, is_ip_literal, mta_host, without_extension
+from lab.addresses import (
+    domain_of,
+    host_in_domain,
+    ip_literal,
+    is_ip_literal,
+    mta_host,
+    without_extension,
+)
 
 
 @pytest.mark.parametrize(
@@ -79,3 +86,18 @@ def test_without_extension(address: str, delimiters: str | None, mailbox: str) -
 )
 def test_mta_host(field: str, host: str) -> None:
     assert mta_host(field) == host
+
+
+@pytest.mark.parametrize(
+    ("host", "domain", "inside"),
+    [
+        ("mx2.example.net", "example.net", True),
+        ("MX2.Example.NET.", "example.net.", True),
+        ("example.net", "example.net", True),  # the domain's own host: its implicit MX
+        ("badexample.net", "example.net", False),  # a suffix that is not a label boundary
+        ("mx.example.org", "example.net", False),
+        ("mx.example.net", "", False),  # no recipient domain: never inside
+    ],
+)
+def test_host_in_domain(host: str, domain: str, inside: bool) -> None:
+    assert host_in_domain(host, domain) is inside

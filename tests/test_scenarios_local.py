@@ -42,6 +42,9 @@ async def test_every_scenario_meets_its_expectation(path: Path) -> None:
     if scenario.expect.fix is not None:
         assert result.fix_report is not None
         assert result.fix_report.outcome is Outcome.DELIVERED
+    if scenario.expect.repair:
+        assert result.repair_report is not None
+        assert result.repair_report.outcome is Outcome.DELIVERED
 
 
 def only_line(report: RunReport, prefix: str) -> str:

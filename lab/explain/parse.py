@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.addresses import mta_host
+from lab.addresses import domain_of, host_in_domain, mta_host
 from lab.explain.dsn import dsn_fields, message_text
 
 # Reply codes of RFC 5321 and the common extensions; a number outside this set is not
@@ -273,8 +273,5 @@ def recipient_side_reporter(dsn: dict[str, str]) -> str | None:
     remote = mta_host(dsn.get("remote-mta", ""))
     if not remote or remote == reporter:
         return None
-    recipient = dsn.get("final-recipient", "").rpartition(";")[2].strip().lower()
-    domain = recipient.rpartition("@")[2].rstrip(">")
-    if reporter and domain and "@" in recipient and reporter.endswith("." + domain):
-        return reporter
-    return None
+    recipient = dsn.get("final-recipient", "").rpartition(";")[2]
+    return reporter if host_in_domain(reporter, domain_of(recipient)) else None

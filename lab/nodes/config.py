@@ -126,10 +126,12 @@ class RelayPermit(ConfigModel):
 
 
 class NextHop(ConfigModel):
-    """A fixed next hop: a name or address and a port."""
+    """A fixed next hop: a name or address, a port, and the login the relay gives it."""
 
     host: str
     port: int = 25
+    user: str | None = None
+    password: str | None = None
 
 
 class ConnectorConfig(ConfigModel):

@@ -175,6 +175,13 @@ class MxAnswer:
     null_mx: bool = False
 
 
+async def record_texts(resolver: dns.asyncresolver.Resolver, name: str, rdtype: str) -> list[str]:
+    """The records of `name` as zone-file text ("10 mx.example.net."), as asked: no
+    implicit MX, a null MX as "0 ."; raises ours for NXDOMAIN, NODATA and failures."""
+    answer = await _query(resolver, name, rdtype)
+    return [rdata.to_text() for rdata in answer]
+
+
 async def mail_exchangers(resolver: dns.asyncresolver.Resolver, domain: str) -> MxAnswer:
     """The MX hosts of `domain`, sorted by (preference, name) so that tests are deterministic."""
     shown = _display(domain)

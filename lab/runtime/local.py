@@ -103,15 +103,15 @@ class LocalLab:
         return ResolverConfig(nameserver=LOOPBACK, port=self.dns_port)
 
     async def resolve(self, node: str, name: str, rdtype: str = "A") -> list[str]:
-        """Records of `name` from the lab DNS (A: addresses; MX: "pref host").
+        """Records of `name` from the lab DNS (A: addresses; MX: "10 mx.example.net.").
 
         Raises:
             lab.nodes.resolver.DnsLookupError: NXDOMAIN, no records, or a temporary failure.
         """
         from lab.nodes.resolver import (
             DnsTemporaryFailure,
-            mail_exchangers,
             make_resolver,
+            record_texts,
             resolve_addresses,
         )
 
@@ -121,11 +121,9 @@ class LocalLab:
         resolver = make_resolver(config)
         if rdtype == "A":
             return await resolve_addresses(resolver, name)
-        if rdtype == "MX":
-            answer = await mail_exchangers(resolver, name)
-            return [f"{preference} {host}" for preference, host in answer.hosts]
-        response = await resolver.resolve(name, rdtype, raise_on_no_answer=False)
-        return [rdata.to_text() for rdata in response]
+        # As the docker backend's: the records as published (no implicit MX for a domain
+        # without one); the diagnosis applies RFC 5321 §5.1 itself.
+        return await record_texts(resolver, name, rdtype)
 
     async def send(self, settings: MailSettings) -> SendResult:
         """Run the customer's mail program once."""

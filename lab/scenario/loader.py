@@ -17,6 +17,7 @@ from pydantic_core import ErrorDetails
 from lab.errors import Problem, ScenarioError
 from lab.scenario.checks import reference_problems
 from lab.scenario.model import Scenario
+from lab.scenario.repair import repaired, repaired_data
 from lab.scenario.yamltree import KeyPath, MappingKey, compose, dotted, read_scenario_text
 
 
@@ -53,7 +54,45 @@ def parse_scenario(
                 for path, message in references
             ]
         )
+    if scenario.expect.repair:
+        _check_repair(scenario, filename, lines)
     return scenario
+
+
+def _check_repair(scenario: Scenario, filename: str, lines: dict[KeyPath, int]) -> None:
+    """The repaired world must be a valid scenario too; its problems point into the repair."""
+    repair: KeyPath = ("expect", "repair")
+
+    def in_repair(path: KeyPath) -> KeyPath:
+        # nodes.relay.routing... in the repaired scenario is expect.repair.relay.routing...
+        if path[:1] == ("nodes",) and len(path) > 1 and path[1] in scenario.expect.repair:
+            return (*repair, *path[1:])
+        return repair
+
+    def problem(path: KeyPath, message: str) -> Problem:
+        where = in_repair(path)
+        return Problem(filename, _line_of(lines, where), dotted(where), f"repaired: {message}")
+
+    try:
+        fixed = repaired(scenario)
+    except KeyError as error:
+        name = str(error.args[0])
+        where = (*repair, name)
+        nodes = ", ".join(scenario.nodes)
+        message = f"no node named {name!r} to repair; nodes: {nodes}"
+        raise ScenarioError(
+            [Problem(filename, _line_of(lines, where), dotted(where), message)]
+        ) from None
+    except ValidationError as error:
+        data = repaired_data(scenario)
+        found = []
+        for detail in error.errors():
+            path = _data_path(data, detail["loc"])
+            found.append(problem(path, _message(detail, path, data)))
+        raise ScenarioError(_unique(found)) from None
+    references = reference_problems(fixed)
+    if references:
+        raise ScenarioError([problem(path, message) for path, message in references])
 
 
 # --- pydantic errors -> problems -------------------------------------------------------------

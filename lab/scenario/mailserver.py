@@ -260,13 +260,30 @@ class Connector(StrictModel):
     to: HostPort = Field(description="'node' or 'node:port' or 'host:port'.")
 
 
+class NextHopLogin(StrictModel):
+    """The account a relay logs in with at its next hop (Postfix: smtp_sasl_password_maps)."""
+
+    user: Line
+    password: Line
+
+
 class Routing(StrictModel):
     """How a relay finds the next hop for a recipient domain."""
 
     smarthost: HostPort | None = Field(
         default=None, description="'node[:port]': relay everything there."
     )
+    smarthost_login: NextHopLogin | None = Field(
+        default=None,
+        description="The login the relay gives the smart host (AUTH after STARTTLS).",
+    )
     connectors: list[Connector] = []
+
+    @model_validator(mode="after")
+    def _login_needs_a_smarthost(self) -> Routing:
+        if self.smarthost_login is not None and self.smarthost is None:
+            raise ValueError("smarthost_login is set, but there is no smarthost to log in to")
+        return self
 
 
 class Queue(StrictModel):

@@ -8,7 +8,7 @@ the closed vocabularies in `vocabulary`, the shared building blocks in `base`.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -122,6 +122,14 @@ class Expect(StrictModel):
         default=None, description="The leg of the route the diagnosis must name as failing."
     )
     fix: MailSettingsPatch | None = None
+    repair: dict[NodeName, dict[str, Any]] = Field(
+        default={},
+        description=(
+            "What the one who must act changes on the servers, by node: fields merged into"
+            " the node (nested keys merge, lists are replaced). For faults no mail-program"
+            " setting fixes; a fresh lab with the repair must deliver."
+        ),
+    )
 
 
 class LabTime(StrictModel):

@@ -27,7 +27,7 @@ from lab.nodes.config import (
     SessionLimitsConfig,
 )
 from lab.scenario.client import ClientNode
-from lab.scenario.mailserver import MailServerNode, RelayNode
+from lab.scenario.mailserver import MailServerNode, NextHopLogin, RelayNode
 from lab.scenario.model import Scenario
 from lab.scenario.network import RouterNode
 from lab.scenario.vocabulary import SendAsPolicy
@@ -118,7 +118,7 @@ def mail_server_config(
     if isinstance(spec, RelayNode):
         permit = _relay_permit(spec, scenario, addresses, networks)
         routing = RoutingConfig(
-            smarthost=_next_hop(spec.routing.smarthost, scenario)
+            smarthost=_next_hop(spec.routing.smarthost, scenario, spec.routing.smarthost_login)
             if spec.routing.smarthost
             else None,
             connectors=[
@@ -216,10 +216,15 @@ def _relay_permit(
     return RelayPermit(authenticated="authenticated" in spec.permit_relay, networks=cidrs)
 
 
-def _next_hop(text: str, scenario: Scenario) -> NextHop:
+def _next_hop(text: str, scenario: Scenario, login: NextHopLogin | None = None) -> NextHop:
     """'node', 'node:587' or 'host.example:25'; a node stands for its hostname."""
     host, _, port = text.partition(":")
     node = scenario.nodes.get(host)
     if isinstance(node, MailServerNode):
         host = node.hostname
-    return NextHop(host=host, port=int(port) if port else 25)
+    return NextHop(
+        host=host,
+        port=int(port) if port else 25,
+        user=login.user if login else None,
+        password=login.password if login else None,
+    )

@@ -177,3 +177,25 @@ def test_mta_errors_are_one_line_and_exit_2(args: list[str], message: str) -> No
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_relays_smarthost_login_becomes_a_password_map() -> None:
+    from lab.scenario.repair import repaired
+
+    scenario = repaired(with_mta(load("smarthost-auth-required"), MtaSoftware.POSTFIX))
+    config = resolve(scenario, data_root=DATA_ROOT).nodes["relay"].config
+    assert isinstance(config, MailServerConfig)
+    setup = postfix_setup(config)
+    main = settings_of(setup.files[ETC / "main.cf"])
+    assert main["relayhost"] == "[smtp.isp.example]:25"
+    assert main["smtp_sasl_auth_enable"] == "yes"
+    assert main["smtp_sasl_password_maps"] == f"texthash:{ETC / 'sasl_passwd'}"
+    assert main["smtp_sasl_tls_security_options"] == "noanonymous"
+    assert (
+        setup.files[ETC / "sasl_passwd"]
+        == "[smtp.isp.example]:25 corp@isp.example:isp-relay-pass\n"
+    )
+    # Unrepaired, the relay has no login to give: no password map at all.
+    unrepaired = postfix_setup(postfix_config("smarthost-auth-required", "relay"))
+    assert ETC / "sasl_passwd" not in unrepaired.files
+    assert "smtp_sasl_auth_enable" not in settings_of(unrepaired.files[ETC / "main.cf"])

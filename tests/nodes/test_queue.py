@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from lab.net import ConnectTimeout, HostUnreachable, Streams, open_tcp
 from lab.nodes import dns as dns_node
@@ -126,6 +126,7 @@ class Receiver:
     unknown: set[str] = field(default_factory=set)
     greylist: set[str] = field(default_factory=set)
     tls: ssl.SSLContext | None = None
+    login: tuple[str, str] | None = None  # AUTH required, with this account only
     received: list[Received] = field(default_factory=list)
     rcpt_replies: list[str] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
@@ -133,8 +134,12 @@ class Receiver:
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
+        # AUTH offered in plaintext; MAIL without it gets 530 (see handle_MAIL).
+        auth: dict[str, Any] = {}
+        if self.login is not None:
+            auth = {"authenticator": self._authenticate, "auth_require_tls": False}
         self._server = await loop.create_server(
-            lambda: SMTP(self, hostname=self.hostname, tls_context=self.tls, loop=loop),
+            lambda: SMTP(self, hostname=self.hostname, tls_context=self.tls, loop=loop, **auth),
             LOOPBACK,
             0,
         )
@@ -145,6 +150,21 @@ class Receiver:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        given = (data.login.decode(), data.password.decode())
+        # handled=False: aiosmtpd sends its own 535 5.7.8 on a failure.
+        return AuthResult(success=given == self.login, handled=False)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.login is not None and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -717,3 +737,62 @@ async def test_a_local_recipient_without_a_mailbox_bounces_from_the_queue(world:
     (bounced,) = world.log("bounced", queue_id=queue_id)
     assert bounced["status"] == "5.1.1"
     assert world.log("delivered", queue_id=queue_id) == []
+
+
+# --- the relay's login at its smart host ---------------------------------------------------
+
+ISP_LOGIN = ("corp@isp.example", "isp-relay-pass")
+
+
+def _smarthost(user: str | None = None, password: str | None = None) -> RoutingConfig:
+    hop = NextHop(host="smarthost.example.com", port=2525, user=user, password=password)
+    return RoutingConfig(smarthost=hop)
+
+
+async def test_the_relay_logs_in_at_its_smarthost(world: World) -> None:
+    smarthost = await world.receiver("smarthost.example.com", SMARTHOST, 2525, login=ISP_LOGIN)
+    outbound = await world.queue(_smarthost(*ISP_LOGIN))
+    queue_id = await send(outbound, ["dave@example.org"])
+    assert [r.rcpt_tos for r in smarthost.received] == [["dave@example.org"]]
+    (attempt,) = world.log("delivery-attempt", queue_id=queue_id)
+    shown = "\n".join(str(line) for line in attempt["transcript"])
+    assert "AUTH PLAIN ****" in shown
+    assert "235 2.7.0 Authentication successful" in shown
+    assert ISP_LOGIN[1] not in str(world.log())  # the password in no event
+
+
+async def test_without_its_login_the_smarthost_bounces_the_mail(world: World) -> None:
+    smarthost = await world.receiver("smarthost.example.com", SMARTHOST, 2525, login=ISP_LOGIN)
+    outbound = await world.queue(_smarthost())
+    await send(outbound, ["dave@example.org"])
+    assert smarthost.received == []
+    (entry,) = parse_dsn(world.bounces()[0]).recipients
+    assert entry.status == "5.7.0"
+    assert entry.diagnostic_code == "530 5.7.0 Authentication required"
+
+
+async def test_a_wrong_login_defers_like_postfix_soft_bounce(world: World) -> None:
+    smarthost = await world.receiver("smarthost.example.com", SMARTHOST, 2525, login=ISP_LOGIN)
+    outbound = await world.queue(
+        _smarthost("corp@isp.example", "old-pass"), retry=[30.0], lifetime=60.0
+    )
+    queue_id = await outbound.enqueue(sender=ALICE, recipients=["dave@example.org"], data=message())
+    while not world.log("deferred", queue_id=queue_id):
+        await asyncio.sleep(0.01)
+    (deferred,) = world.log("deferred", queue_id=queue_id)
+    assert deferred["status"] == "4.7.8"  # aiosmtpd's 535 5.7.8, its class made temporary
+    assert deferred["reason"].startswith(
+        f"SASL authentication failed; server smarthost.example.com[{SMARTHOST}] said: 535"
+    )
+    assert smarthost.received == []
+    assert world.bounces() == []
+    assert "old-pass" not in str(world.log())
+
+
+async def test_a_smarthost_without_auth_gets_the_mail_without_login(world: World) -> None:
+    smarthost = await world.receiver("smarthost.example.com", SMARTHOST, 2525)
+    outbound = await world.queue(_smarthost(*ISP_LOGIN))
+    queue_id = await send(outbound, ["dave@example.org"])
+    assert [r.rcpt_tos for r in smarthost.received] == [["dave@example.org"]]
+    (attempt,) = world.log("delivery-attempt", queue_id=queue_id)
+    assert "AUTH" not in "\n".join(str(line) for line in attempt["transcript"])

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lab.nodes.resolver import NoRecords
 from lab.runs import Fate, run_once
 from lab.runtime.base import Backend, running_lab
 from lab.runtime.local import LocalBackend
@@ -24,6 +25,10 @@ async def _lands_at_the_domains_own_address(backend: Backend) -> None:
     async with running_lab(load_scenario(SCENARIO), backend) as lab:
         [address] = await lab.resolve("relay", "example.net")
         assert address == str(lab.topology.nodes["mx"].address)
+        # The records as published, the same on both backends: no MX (the implicit MX is
+        # the relay's and the diagnosis's conclusion, not the DNS's answer).
+        with pytest.raises(NoRecords):
+            await lab.resolve("relay", "example.net", "MX")
         report = await run_once(lab)
         assert report.outcome is Outcome.DELIVERED, report.text
         [fate] = report.recipients

@@ -122,6 +122,9 @@ def test_postfix_nodes_give_the_same_verdict(
     if expect.fix is not None:
         assert result.fix_report is not None
         assert str(result.fix_report.outcome) == "delivered", result.fix_report.text
+    if expect.repair:
+        assert result.repair_report is not None
+        assert str(result.repair_report.outcome) == "delivered", result.repair_report.text
     if expect.diagnosis is not None:
         assert result.diagnosis is not None
         assert result.diagnosis.entry == expect.diagnosis, result.diagnosis.cause

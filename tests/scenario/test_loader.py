@@ -135,6 +135,33 @@ class TestProblems:
             "in this server's domains (example.net)"
         ]
 
+    def test_repair_of_a_node_that_is_not_there(self) -> None:
+        text = happy_with("  diagnosis: healthy", "  diagnosis: healthy\n  repair:\n    relya: {}")
+        line = line_of(text, "relya")
+        assert problems_of(text) == [
+            f"case.yaml:{line}: expect.repair.relya: no node named 'relya' to repair; "
+            "nodes: laptop, isp, dns, relay, mx"
+        ]
+
+    def test_repair_is_checked_as_the_world_it_makes(self) -> None:
+        repair = "  repair:\n    relay:\n      routing: {smarthost_login: {user: u, password: p}}"
+        text = happy_with("  diagnosis: healthy", f"  diagnosis: healthy\n{repair}")
+        line = line_of(text, "smarthost_login")
+        assert problems_of(text) == [
+            f"case.yaml:{line}: expect.repair.relay.routing: repaired: smarthost_login is set, "
+            "but there is no smarthost to log in to"
+        ]
+
+    def test_repair_references_are_checked(self) -> None:
+        repair = (
+            "  repair:\n    relay:\n      routing: {connectors: [{domains: ['*.net'], to: partnr}]}"
+        )
+        text = happy_with("  diagnosis: healthy", f"  diagnosis: healthy\n{repair}")
+        found = problems_of(text)
+        assert len(found) == 1
+        assert found[0].startswith(f"case.yaml:{line_of(text, 'partnr')}: expect.repair.relay")
+        assert "partnr" in found[0]
+
     def test_empty_file(self) -> None:
         assert problems_of("") == ["case.yaml:1: the file is empty"]
 

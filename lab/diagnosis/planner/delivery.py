@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.addresses import mta_host
+from lab.addresses import domain_of, host_in_domain, mta_host
 from lab.diagnosis.events import Probe, Status
 from lab.diagnosis.hops import delivery_hop, route_summary
 from lab.diagnosis.planner.asking import Asking, expect, polite
@@ -212,7 +212,7 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "bounced_by_recipient_side": bool(
             first
             and first.reporting_mta
-            and _in_domain(first.reporting_mta, first.address.rpartition("@")[2])
+            and host_in_domain(mta_host(first.reporting_mta), domain_of(first.address))
         ),
         # ... because a server further on refused it (a backup MX handing over to the
         # primary), not on its own (a catch-all gateway that learns its mailboxes late).
@@ -225,11 +225,6 @@ def _delivery_facts(delivery: DeliveryResult) -> dict[str, Any]:
         "routes": route_summary(delivery.routes),
         "hop": delivery_hop(delivery),
     }
-
-
-def _in_domain(host: str, domain: str) -> bool:
-    host, domain = host.lower().rstrip("."), domain.lower().rstrip(".")
-    return bool(domain) and (host == domain or host.endswith("." + domain))
 
 
 def _gave_up_retrying(bounced: list[Any]) -> bool:

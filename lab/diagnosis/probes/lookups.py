@@ -98,9 +98,8 @@ async def _lookup_domain(context: ProbeContext, domain: str) -> DomainLookup:
         )
     except Exception as error:  # as above: a failed lookup, not a crash
         return DomainLookup(domain, "temporary", error=str(error) or type(error).__name__)
-    # A null MX ("0 .", RFC 7505) arrives as [] from the lab's resolver and as the root
-    # host from a container's; mixed with real exchangers it is ignored (§3). Lowest
-    # preference first: the primary MX leads, backups follow.
+    # A null MX ("0 .", RFC 7505) is the root host; mixed with real exchangers it is
+    # ignored (§3). Lowest preference first: the primary MX leads, backups follow.
     hosts = tuple(
         host
         for host in (

@@ -3,7 +3,8 @@
 `Deliverer.deliver` tries the hops a `RouteDecision` lists, in order. On each
 it connects (`QueueConfig.connect_timeout`), reads the banner, says EHLO with
 the relay's hostname (HELO when EHLO is refused), upgrades with STARTTLS when
-offered, then MAIL FROM, one RCPT per recipient and DATA. Every recipient gets
+offered, logs in when the hop has a login (a smart host's) and offers AUTH, then
+MAIL FROM, one RCPT per recipient and DATA. Every recipient gets
 one result:
 
 - 2xx to the final dot: delivered;
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from lab.net import ConnectError, ConnectRefused, ConnectTimeout, HostUnreachable
 from lab.nodes.mailserver.dsn import LOCAL_DIAGNOSTIC, SMTP_DIAGNOSTIC
 from lab.scenario.model import Stage
+from lab.smtp import sasl
 from lab.smtp.errors import ConnectionLost, ProtocolError, SmtpTimeout, TlsError
 from lab.smtp.reply import SmtpReply
 from lab.smtp.session import SmtpSession
@@ -312,6 +314,11 @@ class Deliverer:
             else:
                 # Opportunistic: STARTTLS refused (454) leaves a usable plaintext session.
                 session.note("STARTTLS refused: continuing without TLS")
+        if hop.login is not None and session.auth_mechanisms:
+            result.problem = await _log_in(session, hop, hop.login)
+            if result.problem is not None:
+                await session.quit()
+                return
         reply = await session.mail(sender, size=len(data))
         result.last_reply = reply
         if reply.code == 421:
@@ -419,6 +426,26 @@ def _answer(recipient: str, hop: Hop, reply: SmtpReply, stage: str) -> Recipient
 def _refused(reply: SmtpReply, stage: str | None) -> _Problem:
     """The host turned the session down: try the next one; its reply is the diagnostic."""
     return _Problem(_status(reply), str(reply), SMTP_DIAGNOSTIC, stage, reply.code, reply.enhanced)
+
+
+async def _log_in(session: SmtpSession, hop: Hop, login: tuple[str, str]) -> _Problem | None:
+    """AUTH at a hop that offers it, as Postfix's smtp client with a password map does;
+    None when logged in. A hop that offers no AUTH gets the mail without (Postfix too).
+
+    A refused login is the relay's configuration, not the mail: like Postfix's default
+    `smtp_sasl_auth_soft_bounce = yes` the mail waits (the 5 of a 535 becomes a 4) and
+    the next hop is tried."""
+    mechanism = sasl.pick_mechanism(session.auth_mechanisms)
+    if mechanism is None:
+        text = "SASL authentication failed; cannot authenticate to server"
+        text += f" {_peer(hop)}: no mechanism available"
+        return _Problem("4.7.0", text, LOCAL_DIAGNOSTIC, "AUTH")
+    reply = await session.auth(mechanism, *login)
+    if reply.code == 235:
+        return None
+    status = "4" + _status(reply)[1:]
+    text = f"SASL authentication failed; server {_peer(hop)} said: {reply}"
+    return _Problem(status, text, LOCAL_DIAGNOSTIC, "AUTH", reply.code, reply.enhanced)
 
 
 def _body_sent(session: SmtpSession) -> bool:

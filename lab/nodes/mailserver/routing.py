@@ -15,7 +15,7 @@ Matching and ordering are pure functions; only `next_hops` does I/O (DNS).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -46,11 +46,13 @@ class RouteMethod(StrEnum):
 
 @dataclass(frozen=True)
 class Hop:
-    """One place to try: the name (for logs, TLS and Remote-MTA), its address, the port."""
+    """One place to try: the name (for logs, TLS and Remote-MTA), its address, the port,
+    and the login the relay gives it (a smart host's), kept out of `repr` and logs."""
 
     hostname: str
     address: str
     port: int
+    login: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         # Postfix's notation, which support staff recognise from logs: name[addr]:port
@@ -203,9 +205,10 @@ async def _fixed(
 ) -> RouteDecision:
     """A configured next hop. If its name does not resolve, that is the admin's mistake:
     mail waits (4.4.4) for the configuration to be fixed instead of bouncing."""
+    login = (hop.user, hop.password) if hop.user is not None and hop.password is not None else None
     literal = ip_literal(hop.host)
     if literal is not None:
-        return RouteDecision(domain, method, (Hop(str(literal), str(literal), hop.port),))
+        return RouteDecision(domain, method, (Hop(str(literal), str(literal), hop.port, login),))
     host = hop.host.lower().rstrip(".")
     if resolver is None:
         return RouteDecision(domain, method, failure=_no_resolver(host))
@@ -219,7 +222,8 @@ async def _fixed(
     # The DNS server may answer the addresses in any order; like `order_exchangers`, the lab
     # tries them in one fixed order (lowest first) so that a scenario behaves the same.
     ordered = sorted(addresses, key=_address_key)
-    return RouteDecision(domain, method, tuple(Hop(host, address, hop.port) for address in ordered))
+    hops = tuple(Hop(host, address, hop.port, login) for address in ordered)
+    return RouteDecision(domain, method, hops)
 
 
 def _address_key(address: str) -> tuple[int, int | str]:

@@ -125,6 +125,13 @@ def _routing(config: MailServerConfig) -> dict[str, str]:
     if config.routing.smarthost is not None:
         hop = config.routing.smarthost
         found["relayhost"] = f"[{hop.host}]:{hop.port}"
+        if hop.user is not None:
+            # The login to the smart host; PLAIN/LOGIN need a mechanism Cyrus will use
+            # over plaintext too (the default refuses them without TLS).
+            found["smtp_sasl_auth_enable"] = "yes"
+            found["smtp_sasl_password_maps"] = f"texthash:{ETC / 'sasl_passwd'}"
+            found["smtp_sasl_security_options"] = "noanonymous"
+            found["smtp_sasl_tls_security_options"] = "noanonymous"
     if config.routing.connectors:
         found["transport_maps"] = f"texthash:{ETC / 'transport'}"
     return found

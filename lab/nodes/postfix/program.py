@@ -14,7 +14,7 @@ from pathlib import Path
 from lab.nodes.config import MailServerConfig
 from lab.nodes.postfix.maincf import MAIL_UID, POSTGREY, mailbox_root
 from lab.nodes.postfix.policy import refusals
-from lab.nodes.postfix.setup import SASL_DB, PostfixSetup, postfix_setup
+from lab.nodes.postfix.setup import SASL_DB, SASL_PASSWORDS, PostfixSetup, postfix_setup
 
 RESOLV_CONF = Path("/etc/resolv.conf")
 POSTGREY_START = 20.0  # seconds for perl and its database to come up, on a busy host
@@ -46,6 +46,8 @@ def _write(config: MailServerConfig, setup: PostfixSetup) -> None:
     for path, text in setup.files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+        if path == SASL_PASSWORDS:
+            os.chmod(path, 0o600)  # read by Postfix as root, before it drops privileges
     boxes = mailbox_root(config)
     boxes.mkdir(parents=True, exist_ok=True)
     os.chown(boxes, MAIL_UID, MAIL_UID)  # virtual(8) delivers as this uid

@@ -16,6 +16,7 @@ from lab.nodes.postfix.maincf import ETC, POSTGREY, main_cf
 from lab.nodes.postfix.master import master_cf
 
 SASL_DB = Path("/etc/sasldb2")
+SASL_PASSWORDS = ETC / "sasl_passwd"  # the relay's login at its smart host: written 0600
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ def postfix_setup(config: MailServerConfig) -> PostfixSetup:
             f"sasldb_path: {SASL_DB}\n"
         ),
     }
+    smarthost = config.routing.smarthost
+    if smarthost is not None and smarthost.user is not None:
+        key = f"[{smarthost.host}]:{smarthost.port}"  # as relayhost is written: no MX lookup
+        files[SASL_PASSWORDS] = f"{key} {smarthost.user}:{smarthost.password or ''}\n"
     users = [_sasl_user(login, secret, config.hostname) for login, secret in config.users.items()]
     return PostfixSetup(files=files, sasl_users=users, postgrey=_postgrey(config))
 
