@@ -15,7 +15,7 @@ from lab.nodes.mailserver.dsn import parse_dsn
 from lab.runs import Fate, RunReport, run_once
 from lab.runtime.base import Lab, running_lab
 from lab.runtime.local import LocalBackend
-from lab.scenario.loader import load_scenario
+from lab.scenario.loader import load_scenario, parse_scenario
 from lab.scenario.model import Outcome, Stage
 from lab.verify import verify
 
@@ -45,6 +45,20 @@ async def test_every_scenario_meets_its_expectation(path: Path) -> None:
     if scenario.expect.repair:
         assert result.repair_report is not None
         assert result.repair_report.outcome is Outcome.DELIVERED
+
+
+async def test_a_repair_that_does_not_repair_is_a_mismatch() -> None:
+    text = (SCENARIOS / "mailbox-full.yaml").read_text()
+    assert "{state: active}" in text
+    scenario = parse_scenario(text.replace("{state: active}", "{state: over-quota}"), "x.yaml", "x")
+    async with running_lab(scenario, LocalBackend()) as running:
+        result = await verify(running)
+    assert result.repair_report is not None
+    assert result.repair_report.outcome is Outcome.BOUNCED
+    assert [m for m in result.mismatches if m.startswith("repair:")] == [
+        "repair: expected the repaired servers to deliver, got bounced at delivery "
+        f"({result.repair_report.text})"
+    ]
 
 
 def only_line(report: RunReport, prefix: str) -> str:

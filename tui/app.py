@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 
 from lab.catalog import load
 from lab.config import settings as lab_settings
@@ -158,10 +159,20 @@ class SmtpLabApp(App[None]):
         self.push_screen(ExplainScreen(self))
 
     def open_workbench(self, scenario: Scenario, lab: Lab) -> None:
-        """Replace the briefing with the workbench of the lab that just came up."""
+        """Replace the briefing (or a workbench, for a repaired case) with the workbench of
+        the lab that just came up."""
         from tui.screens.workbench import WorkbenchScreen
 
-        self.switch_screen(WorkbenchScreen(scenario, lab, self))
+        bench = WorkbenchScreen(scenario, lab, self)
+        if isinstance(self.screen, WorkbenchScreen):
+            # Two screens with the workbench's id cannot coexist: the old one goes first.
+            self.run_worker(self._replace_workbench(bench), group="screens")
+        else:
+            self.switch_screen(bench)
+
+    async def _replace_workbench(self, bench: Screen[None]) -> None:
+        await self.pop_screen()
+        await self.push_screen(bench)
 
     def close_workbench(self) -> None:
         """Back to the library; the lab goes down in the background."""

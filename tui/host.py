@@ -103,3 +103,11 @@ class WorkbenchHost(Protocol):
     def close_workbench(self) -> None:
         """Back to the library; the lab goes down in the background."""
         ...
+
+    async def bring_up(self, scenario: Scenario, progress: Progress | None = None) -> Lab:
+        """Take any running lab down, then start `scenario`'s (the repaired case's)."""
+        ...
+
+    def open_workbench(self, scenario: Scenario, lab: Lab) -> None:
+        """Replace this workbench with one for the lab that just came up."""
+        ...

@@ -1,11 +1,12 @@
 """The workbench's widgets and how they fold: side by side from `NARROW_BELOW` columns up;
 below it the settings form and the topology become a tab, so the diagnosis and its verdict
-keep the width and the height (80x24 must stay usable)."""
+keep the width and the height (80x24 must stay usable). Also the stepper's opening text."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
@@ -74,3 +75,23 @@ def workbench_widgets(
                     )
     yield Static("", id="status-bar")
     yield Footer()
+
+
+def start_hint(*, training: bool) -> Text:
+    """The stepper's text before the first step: what the walk is and its keys."""
+    text = Text()
+    text.append("The customer's mail program fails. ", style="bold")
+    text.append(
+        "The diagnosis walks the path an expert would: DNS, TCP ports, banner, EHLO, "
+        "STARTTLS, AUTH, MAIL, RCPT, DATA, delivery.\n\n"
+    )
+    text.append("n", style="bold reverse")
+    text.append(" reveal the next step   ")
+    text.append("s", style="bold reverse")
+    text.append(" send with the settings on the left   ")
+    text.append("?", style="bold reverse")
+    text.append(" help")
+    if training:
+        text.append("\n\nTraining: ", style="bold magenta")
+        text.append("before the verdict you will pick the cause from a short list.")
+    return text

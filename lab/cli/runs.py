@@ -45,6 +45,11 @@ def add_parsers(commands: Commands) -> None:
     add_mta_option(sub)
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--fix", action="store_true", help="send with the scenario's fix applied")
+    sub.add_argument(
+        "--repair",
+        action="store_true",
+        help="run with the servers repaired as the scenario's `expect.repair` says",
+    )
 
     sub = add_command(
         commands, "verify", cmd_verify, "Run scenarios and check their `expect` and `fix`."
@@ -83,6 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         fixed = scenario.expect.fix.apply(settings_)
         changes = setting_changes(settings_, fixed)
         settings_ = fixed
+    repairs = scenario.expect.repair
+    if args.repair:
+        if not repairs:
+            raise UsageError(f"scenario {scenario.id!r} has no repair (expect.repair)")
+        from lab.scenario.repair import repaired
+
+        scenario = repaired(scenario)
 
     async def work() -> Any:
         with progress(f"starting {scenario.id} on the {backend.name} backend", quiet=args.json):
@@ -91,14 +103,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     report = run_async(work)
     if args.json:
-        fix = (
-            {"fix_changes": {key: list(pair) for key, pair in changes.items()}} if args.fix else {}
-        )
-        out.print_json(json.dumps({**report.to_json(), **fix}))
+        extra: dict[str, Any] = {}
+        if args.fix:
+            extra["fix_changes"] = {key: list(pair) for key, pair in changes.items()}
+        if args.repair:
+            extra["repaired"] = sorted(repairs)
+        out.print_json(json.dumps({**report.to_json(), **extra}))
     else:
         if args.fix:
             said = ", ".join(f"{key} {old} → {new}" for key, (old, new) in changes.items())
             out.print(f"Fix applied to the mail program: {said or 'nothing changed'}", markup=False)
+        if args.repair:
+            out.print(f"Servers repaired: {', '.join(sorted(repairs))}", markup=False)
         out.print(render.run_report(scenario, report), soft_wrap=True)
     return 0
 

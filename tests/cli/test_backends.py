@@ -190,6 +190,20 @@ def test_run_fix_says_what_it_changed(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Fix applied to the mail program: port 25 → 587" in capsys.readouterr().out
 
 
+def test_run_repair_runs_the_repaired_servers(capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main
+
+    assert main(["run", "missing-ptr", "--backend", "local", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "bounced"
+    assert main(["run", "missing-ptr", "--repair", "--backend", "local", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["outcome"], report["repaired"]) == ("delivered", ["relay"])
+    assert main(["run", "happy-path", "--repair", "--backend", "local"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "smtplab: scenario 'happy-path' has no repair (expect.repair)"
+    )
+
+
 @pytest.mark.parametrize("command", ["list", "catalog"])
 def test_tables_are_readable_at_80_columns(command: str, env: dict[str, str]) -> None:
     result = smtplab(command, env={**env, "COLUMNS": "80"})

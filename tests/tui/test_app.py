@@ -361,3 +361,34 @@ async def test_library_lists_the_good_and_shows_the_broken(
         assert f"broken: {tmp_path / 'markup.yaml'}:2: level:" in errors
         assert "(got '[red]x')" in errors  # shown as written, not taken as markup
         assert f"broken: {tmp_path / 'pipe.yaml'}: not a regular file (a FIFO)" in errors
+
+
+async def test_r_repairs_the_servers_and_the_mail_goes_through() -> None:
+    """missing-ptr: no mail-program setting helps; `r` restarts the lab with the PTR record
+    published (the case's `expect.repair`), and the repaired world delivers."""
+    app = make_app("missing-ptr", "local", False)
+    async with app.run_test(size=SIZE) as pilot:
+        first = await start_case(pilot, app)
+        bench = workbench(app)
+        assert bench.check_action("repair", ()) is None, "greyed before the verdict"
+        await step_to_verdict(pilot, app)
+        assert bench.diagnosis is not None
+        assert bench.diagnosis.entry == "no-ptr"
+        assert bench.check_action("repair", ()) is True
+        assert "r: repair the servers" in text_of(bench.query_one("#stepper #stepper-status"))
+        await pilot.press("r")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, WorkbenchScreen) and app.screen is not bench,
+            what="the repaired lab's workbench",
+        )
+        repaired = workbench(app)
+        assert not first.root.exists(), "the unrepaired lab is down"
+        assert repaired.scenario.expect.repair == {}
+        assert repaired.check_action("repair", ()) is False, "nothing left to repair"
+        await step_to_verdict(pilot, app)
+        assert repaired.diagnosis is not None
+        assert repaired.diagnosis.entry == "healthy"
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.lab is None

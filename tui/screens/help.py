@@ -24,6 +24,8 @@ GUIDE = """\
    the node where things went wrong. The last n reveals the verdict.
 4. f applies the remedy to the mail program's settings and re-sends: the
    transcript and the mailboxes show whether the message is delivered now.
+   Where the fix is on a server (a certificate, a DNS record, a limit), r
+   restarts the lab with the servers repaired and diagnoses it again.
 5. Training mode (smtplab tui --training): before the verdict you commit to a
    cause; your answers, time per case and score are saved for your trainer
    (ctrl+t shows the session's score).

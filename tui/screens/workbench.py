@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Static, TabbedContent
 
 from lab.diagnosis.events import Diagnosis, Status, Step
+from lab.errors import LabError
 from lab.scenario.model import MailSettings, Outcome, Scenario
 from tui.messages import DiagnosisEvent, DiagnosisFinished, SendFailed, SendFinished
 from tui.sending import apply_remedy, outcome_text, post_send
@@ -33,7 +34,7 @@ from tui.widgets.topology import TopologyView
 from tui.widgets.transcript import TranscriptView
 from tui.widgets.verdict import VerdictPanel, answer_text
 from tui.widgets.wire import WireView
-from tui.workbench_layout import NARROW_BELOW, workbench_widgets
+from tui.workbench_layout import NARROW_BELOW, start_hint, workbench_widgets
 
 if TYPE_CHECKING:
     from lab.runs import RunReport
@@ -51,6 +52,7 @@ class WorkbenchScreen(Screen[None]):
         Binding("n", "next_step", "Next step"),
         Binding("space", "next_step", "Next step", show=False),
         Binding("f", "apply_fix", "Apply fix & re-send"),
+        Binding("r", "repair", "Repair the servers"),
         Binding("s", "send", "Send"),
         Binding("d", "rediagnose", "Diagnose again", show=False),
         Binding("t", "tab('tab-transcript')", "Transcript", show=False),
@@ -101,7 +103,7 @@ class WorkbenchScreen(Screen[None]):
         self.sub_title = f"{self.scenario.id} · {self.scenario.title}"
         self.query_one("#verdict", VerdictPanel).display = False
         stepper = self.query_one("#stepper", DiagnosisStepper)
-        stepper.reset(self._start_hint())
+        stepper.reset(start_hint(training=self.host.training is not None))
         stepper.set_status(Text("n or space: reveal the next step", style="italic"))
         self.set_status(
             Text.assemble(
@@ -118,25 +120,7 @@ class WorkbenchScreen(Screen[None]):
         self.retake = self.answer is not None
         self.start_diagnosis(self.scenario.client[1].settings)
         stepper.step_list.focus()
-        self.set_interval(REFRESH_SECONDS, self.refresh_lab_views)
-
-    def _start_hint(self) -> Text:
-        text = Text()
-        text.append("The customer's mail program fails. ", style="bold")
-        text.append(
-            "The diagnosis walks the path an expert would: DNS, TCP ports, banner, EHLO, "
-            "STARTTLS, AUTH, MAIL, RCPT, DATA, delivery.\n\n"
-        )
-        text.append("n", style="bold reverse")
-        text.append(" reveal the next step   ")
-        text.append("s", style="bold reverse")
-        text.append(" send with the settings on the left   ")
-        text.append("?", style="bold reverse")
-        text.append(" help")
-        if self.host.training is not None:
-            text.append("\n\nTraining: ", style="bold magenta")
-            text.append("before the verdict you will pick the cause from a short list.")
-        return text
+        self.refresh_timer = self.set_interval(REFRESH_SECONDS, self.refresh_lab_views)
 
     def set_status(self, text: Text | str) -> None:
         """The one-line status bar above the footer."""
@@ -188,7 +172,7 @@ class WorkbenchScreen(Screen[None]):
     def _no_more_steps(self) -> None:
         if self.diagnosis is not None:
             fix = "f: apply the fix and re-send · " if self.diagnosis.remedy.settings else ""
-            hint = f"{fix}d: diagnose again"
+            hint = f"{fix}{self._repair_hint()}d: diagnose again"
             self.notify(f"The diagnosis is complete. {hint}", title="Done")
         else:
             self.notify("The engine gave no verdict.", severity="warning")
@@ -224,12 +208,16 @@ class WorkbenchScreen(Screen[None]):
         ]
         if failed:  # back to the step that went wrong: its evidence and transcript show
             stepper.select(failed[0])
-        self.refresh_bindings()  # `f` shows only where the remedy is a setting
+        self.refresh_bindings()  # `f` shows only where the remedy is a setting, `r` a repair
         fix = "f: apply fix & re-send · " if diagnosis.remedy.settings else ""
-        stepper.set_status(Text(f"Verdict: {diagnosis.title} · {fix}d: diagnose again", "bold"))
+        hints = f"{fix}{self._repair_hint()}d: diagnose again"
+        stepper.set_status(Text(f"Verdict: {diagnosis.title} · {hints}", "bold"))
         self.query_one("#topology", TopologyView).hide_faults = False  # training: now revealed
         self._update_marks()
         self.set_status(Text.assemble(("Verdict: ", "bold"), diagnosis.cause))
+
+    def _repair_hint(self) -> str:
+        return "r: repair the servers · " if self.scenario.expect.repair else ""
 
     # --- training -------------------------------------------------------------------------
 
@@ -453,13 +441,43 @@ class WorkbenchScreen(Screen[None]):
             self.action_tab("tab-settings")
         self.query_one("#server").focus()
 
+    def action_repair(self) -> None:
+        """After the verdict: the same case with the servers changed as `expect.repair`
+        says (a renewed certificate, a published PTR), in a fresh lab, diagnosed anew."""
+        if self.diagnosis is None or not self.scenario.expect.repair:
+            return
+        from lab.scenario.repair import repaired
+
+        changed = ", ".join(self.scenario.expect.repair)
+        self.set_status(Text(f"Repairing {changed}: the lab restarts…", style="bold yellow"))
+        self.refresh_timer.pause()  # the running lab goes down under the views
+        self.workers.cancel_group(self, "diagnosis")
+        self.workers.cancel_group(self, "send")
+        self.bring_up_repaired(repaired(self.scenario))
+
+    @work(exclusive=True, group="repair")
+    async def bring_up_repaired(self, scenario: Scenario) -> None:
+        """Start the repaired lab through the host, then show its workbench."""
+        try:
+            lab = await self.host.bring_up(scenario)
+        except LabError as error:
+            self.notify(str(error), title="The repaired lab did not start", severity="error")
+            self.host.close_workbench()
+            return
+        self.host.open_workbench(scenario, lab)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """`f` is offered only where the remedy is a mail-program setting (greyed before the
-        verdict; not at all for, e.g., greylisting, where waiting is the remedy)."""
+        verdict; not at all for, e.g., greylisting, where waiting is the remedy); `r` only
+        where the case says how its servers are repaired, after the verdict."""
         if action == "apply_fix":
             if self.diagnosis is None:
                 return None
             return bool(self.diagnosis.remedy.settings)
+        if action == "repair":
+            if not self.scenario.expect.repair:
+                return False
+            return None if self.diagnosis is None else True
         return True
 
     def action_back(self) -> None:
