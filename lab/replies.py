@@ -30,6 +30,14 @@ S250_SENDER_OK = Reply(250, "2.1.0", "Sender <{address}> OK")
 S250_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient <{address}> OK")
 S250_QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
 S250_DELIVERED = Reply(250, "2.0.0", "Ok: delivered as {queue_id}")
+# SMTP commands beyond the mail transaction, in Postfix 3.7's words (ETRN's carry no enhanced
+# code there). VRFY of an address the recipient checks accept: 252, never 250 (no certainty).
+S252_VRFY_ADDRESS = Reply(252, "2.0.0", "{address}")
+# A server that hides its users (RFC 5321 §7.3); 2.1.5 as Exchange Online and Gmail say it.
+S252_CANNOT_VRFY = Reply(
+    252, "2.1.5", "Cannot VRFY user, but will accept message and attempt delivery"
+)
+S250_QUEUING_STARTED = Reply(250, "", "Queuing started")
 
 # --- temporary failures ------------------------------------------------------------------------
 S421_TOO_MANY = Reply(421, "4.7.0", "{hostname} Too many connections, try again later")
@@ -52,10 +60,20 @@ S450_SENDER_DOMAIN_NOT_FOUND = Reply(
     450, "4.1.8", "<{address}>: Sender address rejected: Domain not found"
 )
 S452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Error: too many recipients")
+# ETRN (RFC 1985) for a domain the server does not queue for (Postfix: not in
+# fast_flush_domains, which defaults to relay_domains).
+S459_ETRN_UNAVAILABLE = Reply(459, "", "<{domain}>: service unavailable")
 
 # --- permanent failures -----------------------------------------------------------------------
 S502_EHLO_NOT_IMPLEMENTED = Reply(502, "5.5.1", "EHLO not implemented")
 S502_NOT_RECOGNIZED = Reply(502, "5.5.2", "Error: command not recognized")
+# A command the server does not implement at all (Postfix: EXPN, TURN, ATRN, HELP).
+S500_NOT_RECOGNIZED = Reply(500, "5.5.2", "Error: command not recognized")
+S500_ETRN_SYNTAX = Reply(500, "", "Syntax: ETRN domain")
+S501_ETRN_DOMAIN = Reply(501, "", "Error: invalid parameter syntax")
+S501_VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY address [SMTPUTF8]")
+S502_VRFY_DISABLED = Reply(502, "5.5.1", "VRFY command is disabled")
+S503_MAIL_IN_PROGRESS = Reply(503, "", "Error: MAIL transaction in progress")
 S504_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
 S530_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 S530_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")

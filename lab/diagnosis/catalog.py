@@ -30,22 +30,8 @@ CATALOG_FILE = "faults.yaml"
 # The top-level sections of the facts (see `lab.diagnosis.planner`); the remedy context
 # adds `account` and `suggest`.
 FACT_SECTIONS = frozenset(
-    {
-        "settings",
-        "resolve",
-        "ports",
-        "banner",
-        "ehlo",
-        "tls",
-        "auth",
-        "mail",
-        "rcpt",
-        "data",
-        "delivery",
-        "relay",
-        "problem",
-        "outcome",
-    }
+    "settings resolve ports banner ehlo tls auth mail rcpt data delivery relay recipient "  # noqa: SIM905
+    "problem outcome".split()
 )
 TEMPLATE_SECTIONS = FACT_SECTIONS | {"account", "suggest", "hop"}
 OPERATORS = frozenset({"re", "present", "gte", "lte", "gt", "lt", "not"})

@@ -182,7 +182,7 @@ def _locate(step: Step, target: DiagnosisTarget, facts: dict[str, Any]) -> Step:
         node = target.node_for(address, ports.get("configured"))
     elif (step.probe in _SESSION or step.probe is Probe.RELAY) and address:
         node = target.node_for(address)
-    elif step.probe is Probe.DELIVERY:
+    elif step.probe in (Probe.DELIVERY, Probe.RECIPIENT):
         remote = (facts.get("delivery") or {}).get("remote_address")
         node = target.node_for(remote) if remote else None
     return replace(step, node=node) if node else step

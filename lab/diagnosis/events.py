@@ -28,6 +28,8 @@ class Probe(StrEnum):
     DATA = "data"
     DELIVERY = "delivery"  # queue, onward attempts, bounce (lab targets only)
     RELAY = "relay"  # the open-relay audit: a host outside tries to relay (lab targets only)
+    # VRFY and RCPT at the server that refused a recipient, from outside (lab targets only)
+    RECIPIENT = "recipient"
     FIX = "fix"  # the re-send with the remedy applied
 
 

@@ -151,6 +151,17 @@ class AuditRelay:
 
 
 @dataclass(frozen=True)
+class AskRecipientServer:
+    """Ask the server that refused a recipient about it, from a host outside the customer's
+    networks: VRFY, then MAIL FROM:<> and RCPT TO, then RSET (never DATA)."""
+
+    address: str
+    port: int
+    helo: str
+    recipient: str
+
+
+@dataclass(frozen=True)
 class CheckReverseDns:
     """The PTR of an address a server refused, and whether that name points back (FCrDNS)."""
 
@@ -174,6 +185,7 @@ Request = (
     | PeekAfterStarttls
     | FollowMessage
     | AuditRelay
+    | AskRecipientServer
     | CheckReverseDns
 )
 
@@ -422,6 +434,18 @@ class AuditResult:
 
 
 @dataclass(frozen=True)
+class RecipientAnswers:
+    """Result of `AskRecipientServer`: the replies to VRFY and RCPT (None: not reached)."""
+
+    source: str
+    vrfy: SmtpReply | None = None
+    rcpt: SmtpReply | None = None
+    failure: Failure | None = None
+    transcript: Lines = ()
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
 class ReverseResult:
     """Result of `CheckReverseDns`: the PTR name (None: none) and that name's addresses."""
 
@@ -452,6 +476,7 @@ Result = (
     | PeekResult
     | DeliveryResult
     | AuditResult
+    | RecipientAnswers
     | ReverseResult
     | Ack
 )

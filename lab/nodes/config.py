@@ -27,6 +27,7 @@ from lab.scenario.model import (
     PortPolicy,
     SendAsPolicy,
     TlsVersions,
+    VrfyPolicy,
 )
 
 
@@ -237,6 +238,7 @@ class MailServerConfig(NodeConfig):
     send_as: SendAsPolicy = SendAsPolicy.ANY
     catch_all: bool = Field(default=False, description="Accept unknown local mailboxes at RCPT.")
     recipient_delimiter: str | None = None
+    vrfy: VrfyPolicy = VrfyPolicy.ENABLED
     flavour: Flavour = Flavour.LAB
     software: MtaSoftware = MtaSoftware.LAB
     postfix: dict[str, str] = Field(default={}, description="Extra main.cf parameters.")

@@ -20,6 +20,7 @@ from lab.scenario.vocabulary import (
     MtaSoftware,
     SendAsPolicy,
     TlsVersions,
+    VrfyPolicy,
 )
 from lab.units import Duration, Size
 
@@ -133,6 +134,13 @@ class MailServerNode(NodeBase):
         "(RFC 5233 subaddress); null: no subaddressing, 'bob+tag@' is an unknown mailbox.",
     )
     max_size: Size | None = Field(default=None, description="Advertised SIZE limit.")
+    vrfy: VrfyPolicy = Field(
+        default=VrfyPolicy.ENABLED,
+        description="How VRFY is answered: 'enabled' as RCPT would decide (Postfix's default: "
+        "252 2.0.0 for a known mailbox, 550 5.1.1 for an unknown one), 'ambiguous' 252 2.1.5 "
+        "for every address (RFC 5321 §7.3, a server hiding its users), 'disabled' 502 5.5.1 "
+        "(Postfix's disable_vrfy_command).",
+    )
     greylist: Greylist | None = None
     down: bool | Downtime = Field(
         default=False,

@@ -47,6 +47,7 @@ from lab.scenario.vocabulary import (
     SendAsPolicy,
     Stage,
     TlsVersions,
+    VrfyPolicy,
 )
 
 __all__ = [
@@ -96,6 +97,7 @@ __all__ = [
     "Stage",
     "StrictModel",
     "TlsVersions",
+    "VrfyPolicy",
     "Zone",
 ]
 

@@ -89,6 +89,19 @@ class SendAsPolicy(StrEnum):
     ENFORCE = "enforce"
 
 
+class VrfyPolicy(StrEnum):
+    """How a mail server answers VRFY (RFC 5321 §3.5.3, §7.3)."""
+
+    # Postfix's default (disable_vrfy_command = no): the recipient checks of RCPT decide,
+    # so a known mailbox gets 252 2.0.0 and an unknown one RCPT's own 550 5.1.1.
+    ENABLED = "enabled"
+    # 252 for every address, known or not, as RFC 5321 §7.3 suggests to a site that hides
+    # its users (Exchange Online, Gmail): the answer says nothing about the mailbox.
+    AMBIGUOUS = "ambiguous"
+    # Postfix's disable_vrfy_command = yes: 502 5.5.1.
+    DISABLED = "disabled"
+
+
 class DnsFault(StrEnum):
     """How the lab DNS misbehaves for a name or zone."""
 

@@ -183,6 +183,11 @@ class SmtpSession(SmtpConnection):
         with self.measure(Stage.RCPT):
             return await self.command(f"RCPT TO:<{address}>", Stage.RCPT)
 
+    async def vrfy(self, address: str) -> SmtpReply:
+        """VRFY address: what the server says about a mailbox outside any transaction."""
+        with self.measure(Stage.RCPT):
+            return await self.command(f"VRFY {address}", Stage.RCPT)
+
     async def data(self, message: bytes) -> SmtpReply:
         """DATA, then the message (CRLF-normalised, dot-stuffed) if the server says 354.
 

@@ -185,6 +185,7 @@ def mail_server_config(
         send_as=spec.send_as if isinstance(spec, RelayNode) else SendAsPolicy.ANY,
         catch_all=isinstance(spec, RelayNode) and spec.catch_all,
         recipient_delimiter=spec.recipient_delimiter,
+        vrfy=spec.vrfy,
         flavour=spec.flavour,
         software=spec.software,
         postfix=spec.postfix,

@@ -24,6 +24,7 @@ from lab.diagnosis.target import LabTarget
 from lab.runtime.base import running_lab
 from lab.runtime.local import LocalBackend
 from lab.scenario.loader import load_scenario
+from lab.smtp.transcript import Direction
 
 SCENARIOS = Path(__file__).parents[2] / "scenarios"
 PATHS = scenario_files(SCENARIOS)
@@ -187,3 +188,21 @@ def test_isp_outage_is_network_unreachable_not_a_timeout(diagnoses: dict[str, Ou
     assert diagnosis.node == "isp"
     assert not diagnosis.remedy.settings
     assert "internet provider (ISP)" in diagnosis.remedy.text
+
+
+def test_vrfy_252_is_shown_to_prove_nothing_where_rcpt_refuses(
+    diagnoses: dict[str, Outcome],
+) -> None:
+    steps, diagnosis = diagnosed(diagnoses, "smtp-commands-reference")
+    asked = next(step for step in steps if step.probe is Probe.RECIPIENT)
+    assert asked.status is Status.WARN
+    assert asked.node == "mx"
+    assert asked.evidence["vrfy"]["code"] == 252
+    assert asked.evidence["rcpt"]["enhanced"] == "5.1.1"
+    sent = [line.text for line in asked.transcript if line.direction is Direction.CLIENT]
+    assert sent[:2] == ["EHLO recipient-check.invalid", "VRFY acounts@example.net"]
+    assert "DATA" not in sent  # nothing was sent
+    assert diagnosis.entry == "unknown-user"
+    # Elsewhere (a mailbox that exists) nobody asks: the step is for unknown mailboxes only.
+    happy, _ = diagnosed(diagnoses, "happy-path")
+    assert all(step.probe is not Probe.RECIPIENT for step in happy)

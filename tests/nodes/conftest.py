@@ -99,8 +99,13 @@ class FakeQueue:
     """Records what the inbound side hands to the relay's queue (the real one is tested apart)."""
 
     calls: list[dict[str, Any]] = field(default_factory=list)
+    flushed: list[str | None] = field(default_factory=list)
     started: bool = False
     stopped: bool = False
+
+    def flush(self, domain: str | None = None) -> int:
+        self.flushed.append(domain)
+        return len(self.calls)
 
     async def start(self) -> None:
         self.started = True

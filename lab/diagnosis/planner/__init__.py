@@ -10,7 +10,8 @@ The layout follows that path. `sequence` orders the stages and holds the
 `Planner`; one module per stage says what it asks, what it concludes and which
 facts it sets: `resolve` (DNS), `ports`, `greeting` (banner and EHLO), `tls`,
 `auth`, `envelope` (MAIL, RCPT), `delivery` (DATA and the message's fate), `audit`
-(an open-relay check from outside, when the session relayed without a login).
+(an open-relay check from outside, when the session relayed without a login),
+`recipient` (VRFY and RCPT at the server that refused an unknown mailbox).
 `facts` collects the facts (one nested dict of plain values per stage, plus the
 decisive `problem` and the `outcome`) and the steps; the fault catalog matches
 these facts and never sees a scenario. `asking` is how a stage asks,

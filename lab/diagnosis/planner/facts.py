@@ -51,6 +51,7 @@ _TITLES: dict[Probe, str] = {
     Probe.DATA: "DATA",
     Probe.DELIVERY: "Follow the message",
     Probe.RELAY: "Relay audit from outside",
+    Probe.RECIPIENT: "Ask the recipient's server",
     Probe.FIX: "Re-send with the fix",
 }
 

@@ -15,7 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lab.diagnosis.events import Step
-from lab.diagnosis.planner import audit, auth, delivery, envelope, greeting, ports, resolve, tls
+from lab.diagnosis.planner import (
+    audit,
+    auth,
+    delivery,
+    envelope,
+    greeting,
+    ports,
+    recipient,
+    resolve,
+    tls,
+)
 from lab.diagnosis.planner.asking import Asking, expect
 from lab.diagnosis.planner.facts import Findings
 from lab.diagnosis.requests import OpenSession, Request, Result, SessionResult
@@ -92,7 +102,8 @@ class Planner:
 
 def plan(findings: Findings) -> Asking[None]:
     """The whole walk: names, ports, the session, a relay audit when the session relayed
-    without a login, and a look at a refused client's name."""
+    without a login, the server that refused an unknown mailbox asked directly, and a look
+    at a refused client's name."""
     address = yield from resolve.resolve(findings)
     if address is None:
         return
@@ -100,6 +111,7 @@ def plan(findings: Findings) -> Asking[None]:
         return
     yield from _session(findings, address)
     yield from audit.relay_audit(findings, address)
+    yield from recipient.ask_recipient_server(findings)
     yield from resolve.check_client_rdns(findings)
 
 

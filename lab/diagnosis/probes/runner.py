@@ -16,6 +16,7 @@ from lab.diagnosis.probes import delivery, lookups, ports, side
 from lab.diagnosis.probes.context import ProbeContext
 from lab.diagnosis.probes.session import MainSession
 from lab.diagnosis.requests import (
+    AskRecipientServer,
     AuditRelay,
     Authenticate,
     CheckReverseDns,
@@ -97,6 +98,8 @@ class ProbeRunner:
                 return await delivery.follow(context, main)
             case AuditRelay():
                 return await side.audit_relay(context, request)
+            case AskRecipientServer():
+                return await side.ask_recipient_server(context, request)
             case CheckReverseDns():
                 return await lookups.check_reverse_dns(context, request.address)
         raise TypeError(f"unknown request {request!r}")  # pragma: no cover

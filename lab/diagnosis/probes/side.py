@@ -4,7 +4,9 @@
 mode?), `inspect_tls` answers `InspectTls` (the certificate and version, with a
 handshake that accepts anything) and `peek_after_starttls` answers
 `PeekAfterStarttls` (what EHLO offers once encrypted); `audit_relay` answers
-`AuditRelay` (a relay attempt from the target's outside host). Each opens its
+`AuditRelay` (a relay attempt from the target's outside host); `ask_recipient_server`
+answers `AskRecipientServer` (VRFY and RCPT at the server that refused a recipient,
+from the same outside host). Each opens its
 own connection, never the main session's, and is bounded by `SIDE_TIMEOUT`.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 from lab.diagnosis.probes.context import ProbeContext, insecure_context, permissive_context
 from lab.diagnosis.probes.failures import EXPECTED, failure_of
 from lab.diagnosis.requests import (
+    AskRecipientServer,
     AuditRelay,
     AuditResult,
     Failure,
@@ -21,11 +24,13 @@ from lab.diagnosis.requests import (
     ModeResult,
     PeekAfterStarttls,
     PeekResult,
+    RecipientAnswers,
     TryOtherTlsMode,
 )
 from lab.net import Connector
 from lab.scenario.model import Stage
 from lab.smtp.errors import TlsError
+from lab.smtp.reply import SmtpReply
 from lab.smtp.session import SmtpSession
 
 # A side look (the other TLS mode, the certificate, behind STARTTLS) needs a handshake and a
@@ -149,43 +154,87 @@ async def peek_after_starttls(context: ProbeContext, request: PeekAfterStarttls)
 async def audit_relay(context: ProbeContext, request: AuditRelay) -> AuditResult:
     """Try to relay from outside, without a login; RSET before DATA, so nothing is sent."""
     start = context.clock()
-    outsider = context.target.outsider()
-    if outsider is None:  # the planner asks only targets that have one
+    outside = _outside_session(context, f"to port {request.port}, no login")
+    if outside is None:  # the planner asks only targets that have one
         return AuditResult("nowhere", failure=Failure("error", "no host outside to probe from"))
-    source, connector = outsider
-    session = _side_session(
-        context, f"new connection from {source} to port {request.port}, no login", connector
-    )
+    source, session = outside
     mail = rcpt = None
     try:
-        await session.connect(request.address, request.port)
-        banner = await session.read_banner()
-        if banner.code == 220 and (await session.ehlo(request.helo)).is_positive:
+        refused = await _greet(session, request.address, request.port, request.helo)
+        if refused is None:
             mail = await session.mail(request.sender)
             if mail.is_positive:
                 rcpt = await session.rcpt(request.recipient)
-            await session.rset()
-            await session.quit()
-        failure = None if mail else Failure("error", f"the server greeted with {banner}")
-        return AuditResult(
-            source,
-            mail=mail,
-            rcpt=rcpt,
-            failure=failure,
-            transcript=tuple(session.transcript.lines),
-            duration=context.clock() - start,
-        )
+            await _leave(session)
+        failure = None if mail else Failure("error", f"the server greeted with {refused}")
     except EXPECTED as error:
-        return AuditResult(
-            source,
-            mail=mail,
-            rcpt=rcpt,
-            failure=failure_of(error),
-            transcript=tuple(session.transcript.lines),
-            duration=context.clock() - start,
-        )
+        failure = failure_of(error)
     finally:
         await session.close()
+    return AuditResult(
+        source,
+        mail=mail,
+        rcpt=rcpt,
+        failure=failure,
+        transcript=tuple(session.transcript.lines),
+        duration=context.clock() - start,
+    )
+
+
+async def ask_recipient_server(
+    context: ProbeContext, request: AskRecipientServer
+) -> RecipientAnswers:
+    """VRFY the recipient, then MAIL FROM:<> and RCPT TO it, then RSET: nothing is sent."""
+    start = context.clock()
+    outside = _outside_session(context, f"to port {request.port} of the recipient's server")
+    if outside is None:  # the planner asks only targets that have one
+        return RecipientAnswers("nowhere", failure=Failure("error", "no host outside"))
+    source, session = outside
+    vrfy = rcpt = None
+    try:
+        refused = await _greet(session, request.address, request.port, request.helo)
+        if refused is None:
+            vrfy = await session.vrfy(request.recipient)
+            if (await session.mail("")).is_positive:
+                rcpt = await session.rcpt(request.recipient)
+            await _leave(session)
+        failure = None if vrfy else Failure("error", f"the server greeted with {refused}")
+    except EXPECTED as error:
+        failure = failure_of(error)
+    finally:
+        await session.close()
+    return RecipientAnswers(
+        source,
+        vrfy=vrfy,
+        rcpt=rcpt,
+        failure=failure,
+        transcript=tuple(session.transcript.lines),
+        duration=context.clock() - start,
+    )
+
+
+def _outside_session(context: ProbeContext, where: str) -> tuple[str, SmtpSession] | None:
+    """A side session from the target's host outside the customer's networks, if it has one."""
+    outsider = context.target.outsider()
+    if outsider is None:
+        return None
+    source, connector = outsider
+    return source, _side_session(context, f"new connection from {source} {where}", connector)
+
+
+async def _greet(session: SmtpSession, address: str, port: int, helo: str) -> SmtpReply | None:
+    """Connect and EHLO; None when the server took the EHLO, else its banner."""
+    await session.connect(address, port)
+    banner = await session.read_banner()
+    if banner.code == 220 and (await session.ehlo(helo)).is_positive:
+        return None
+    return banner
+
+
+async def _leave(session: SmtpSession) -> None:
+    """RSET (nothing of the transaction is kept), then QUIT."""
+    await session.rset()
+    await session.quit()
 
 
 def _side_session(

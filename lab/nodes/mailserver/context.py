@@ -31,6 +31,10 @@ class RelayQueue(Protocol):
         """Stop delivering; what is queued stays on disk."""
         ...
 
+    def flush(self, domain: str | None = None) -> int:
+        """Attempt the waiting entries (only those with a recipient in `domain`) now."""
+        ...
+
     async def enqueue(
         self,
         *,

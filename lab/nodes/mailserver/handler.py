@@ -23,6 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from lab.nodes.config import ListenerConfig
 from lab.nodes.mailserver.auth import client_address
 from lab.nodes.mailserver.checks import Refusal
+from lab.nodes.mailserver.commands import etrn_reply, vrfy_reply
 from lab.nodes.mailserver.context import MailContext
 from lab.nodes.mailserver.dmarc import dmarc_refusal
 from lab.nodes.mailserver.ingest import accept_message
@@ -230,6 +231,34 @@ class MailHandler:
         if envelope not in self._verdicts:
             self._verdicts[envelope] = await checks.check(client, sender)
         return self._verdicts[envelope]
+
+    # --- commands outside the transaction (`commands.py`) ----------------------------------------
+
+    async def handle_VRFY(
+        self, server: SMTP, session: Session, envelope: Envelope, argument: str
+    ) -> str:
+        """Answer VRFY as the server's `vrfy` setting says (called by `LabSMTP.smtp_VRFY`
+        with the argument as the client gave it)."""
+        decision, reply = vrfy_reply(
+            self.context.policy,
+            argument,
+            client=client_address(session),
+            authenticated=bool(session.authenticated),
+        )
+        self._command_event("vrfy", reply, session, address=argument, decision=decision)
+        return reply
+
+    async def handle_ETRN(
+        self, server: SMTP, session: Session, envelope: Envelope, domain: str
+    ) -> str:
+        """Start a queue run for `domain` when this relay queues for it (RFC 1985)."""
+        start, reply = etrn_reply(self.context.policy, domain)
+        flushed = self.context.queue.flush(domain) if start and self.context.queue else 0
+        decision = "queue-run" if start else "unavailable"
+        self._command_event(
+            "etrn", reply, session, domain=domain, decision=decision, flushed=flushed
+        )
+        return reply
 
     # --- message ------------------------------------------------------------------------------
 

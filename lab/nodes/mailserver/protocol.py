@@ -10,6 +10,8 @@ in the handler, `handler.py`):
   STARTTLS, and on an implicit-TLS listener it is read before the handshake
   (`acceptor.ProxyThenTls`) and handed over here;
 - AUTH refused outright on a listener without it;
+- VRFY and ETRN decided by the handler (`commands.py`), and a command the
+  server does not know (EXPN, TURN) answered in Postfix's words;
 - CRAM-MD5 (`auth.AuthSMTP`) and the scenario's session faults
   (`faults.FaultySMTP`), from the classes it builds on;
 - the connection registers itself with its server, which aborts it on stop;
@@ -35,7 +37,11 @@ from lab.nodes.mailserver.faults import NO_FAULTS, FaultySMTP, SessionFaults
 from lab.nodes.mailserver.handler import MailHandler
 from lab.replies import (
     S454_TLS_UNAVAILABLE,
+    S500_ETRN_SYNTAX,
+    S500_NOT_RECOGNIZED,
+    S501_ETRN_DOMAIN,
     S503_AUTH_DISABLED,
+    S503_MAIL_IN_PROGRESS,
     S504_MECHANISM,
     S530_AUTH_REQUIRED,
     S530_STARTTLS_FIRST,
@@ -77,6 +83,14 @@ _ENGINE_REPLIES: dict[str, tuple[str | None, str]] = {
     "552 Error: Too much mail data": ("data", S552_TOO_BIG()),
     "454 TLS not available": ("starttls", S454_TLS_UNAVAILABLE()),
 }
+
+# The engine's answers to a command it has no method for (TURN, ATRN, ...) and to EXPN,
+# which it knows only to refuse: Postfix implements neither.
+_UNKNOWN_COMMAND = re.compile(
+    r'500 Error: command "[^"]*" not recognized\Z|502 EXPN not implemented\Z'
+)
+# ETRN's argument (RFC 1985): a domain, "@domain" (subdomains too) or "#queue".
+_ETRN_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.?\Z")
 
 
 class LabSMTP(FaultySMTP):
@@ -213,6 +227,31 @@ class LabSMTP(FaultySMTP):
             return
         await super().smtp_AUTH(arg)
 
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        """VRFY, answered by the handler from the server's `vrfy` setting; the argument goes
+        over as given (Postfix echoes it), an empty one included (502 comes before 501)."""
+        if await self.check_auth_needed("VRFY"):
+            return
+        await self.push(await self._call_handler_hook("VRFY", arg or ""))
+
+    @syntax("ETRN <domain>")
+    async def smtp_ETRN(self, arg: str) -> None:
+        """ETRN (RFC 1985): the syntax here, whether a queue run starts in the handler."""
+        assert self.session is not None
+        words = (arg or "").split()
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            reply = S503_MAIL_IN_PROGRESS()
+        elif len(words) != 1:
+            reply = S500_ETRN_SYNTAX()
+        else:
+            domain = words[0] if words[0][:1].isalnum() else words[0][1:]
+            if not _ETRN_DOMAIN.match(domain):
+                reply = S501_ETRN_DOMAIN()
+            else:
+                reply = await self._call_handler_hook("ETRN", domain)
+        await self.push(reply)
+
     async def check_auth_needed(self, caller_method: str) -> bool:
         """The engine's "530 Authentication required" check; remembers the verb for events."""
         self._checked_verb = caller_method.lower()
@@ -227,6 +266,8 @@ class LabSMTP(FaultySMTP):
             verb, reply = _ENGINE_REPLIES[status]
             self.lab_handler.engine_reply(self.session, verb or self._checked_verb, reply)
             status = reply
+        elif isinstance(status, str) and _UNKNOWN_COMMAND.match(status):
+            status = S500_NOT_RECOGNIZED()
         if isinstance(status, str):
             status = reword(status, self.lab_handler.config.flavour)
         await super().push(status)

@@ -190,13 +190,19 @@ class OutboundQueue:
         self._wake.set()
         return entry.id
 
-    def flush(self) -> int:
-        """Attempt every waiting entry now (Postfix's `postqueue -f`); returns how many.
+    def flush(self, domain: str | None = None) -> int:
+        """Attempt every waiting entry now (Postfix's `postqueue -f`), or only those with a
+        recipient in `domain` (`postqueue -s`, ETRN); returns how many.
 
         Expiry times stay as they were: flushing never extends a message's life.
         """
         now = time.time()
-        waiting = [e for e in self._entries.values() if e.id not in self._running]
+        waiting = [
+            e
+            for e in self._entries.values()
+            if e.id not in self._running
+            and (domain is None or any(domain_of(r) == domain.lower() for r in e.recipients))
+        ]
         for entry in waiting:
             entry.next_attempt_at = min(entry.next_attempt_at, now)
         self._wake.set()

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from lab.nodes.config import MailServerConfig
-from lab.scenario.vocabulary import SendAsPolicy
+from lab.scenario.vocabulary import SendAsPolicy, VrfyPolicy
 
 ETC = Path("/etc/postfix")
 POSTGREY = "inet:127.0.0.1:10023"
@@ -68,6 +68,7 @@ def main_cf(config: MailServerConfig) -> str:
         "unknown_client_reject_code": str(config.checks.ptr_reject_code),
         # Sessions at once from one client address (anvil): the office behind one NAT.
         "smtpd_client_connection_count_limit": str(config.limits.per_client),
+        "disable_vrfy_command": "yes" if config.vrfy is VrfyPolicy.DISABLED else "no",
     }
     if config.tls is not None:
         settings["smtpd_tls_cert_file"] = str(config.tls.cert_file)

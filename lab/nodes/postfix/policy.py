@@ -4,7 +4,7 @@ scenario is refused with a clear message instead of running a different world.""
 from __future__ import annotations
 
 from lab.nodes.config import ListenerConfig, MailServerConfig
-from lab.scenario.vocabulary import MailboxState, MtaSoftware, TlsVersions
+from lab.scenario.vocabulary import MailboxState, MtaSoftware, TlsVersions, VrfyPolicy
 
 # Postfix's own greeting and session cannot be bent like this without patching it.
 _GREETING_FAULTS = {
@@ -32,6 +32,11 @@ def refusals(config: MailServerConfig) -> list[str]:
     if config.catch_all:
         reasons.append(
             "the lab's Postfix refuses unknown mailboxes at RCPT (catch_all: accept-then-bounce)"
+        )
+    if config.vrfy is VrfyPolicy.AMBIGUOUS:
+        reasons.append(
+            "Postfix answers VRFY from its recipient checks or refuses it, never 252 for "
+            "every address (vrfy: ambiguous)"
         )
     if config.checks.check_dmarc:
         reasons.append("DMARC checks need OpenDMARC, which the node image lacks (check_dmarc)")

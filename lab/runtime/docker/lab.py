@@ -23,7 +23,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
+from lab.nodes.config import MailServerConfig
 from lab.nodes.events import read_events
+from lab.nodes.postfix.maillog import delivery_events as maillog_events
 from lab.runtime import labels
 from lab.runtime.base import Endpoint
 from lab.runtime.colleagues import ColleagueSessions
@@ -44,6 +46,7 @@ from lab.runtime.docker.networks import create_bridge
 from lab.runtime.docker.publish import LOOPBACK, publish
 from lab.runtime.docker.records import remove_lab
 from lab.runtime.readiness import FileCreated, WaitStrategy, role_checks, wait_all
+from lab.scenario.vocabulary import MtaSoftware
 from lab.topology import NetworkPlan, NodePlan, Topology
 
 if TYPE_CHECKING:
@@ -225,8 +228,20 @@ class DockerLab:
         return [message.data for message in store.messages(address)]
 
     def events(self, node: str) -> list[dict[str, Any]]:
-        """The node's event log."""
-        return read_events(self.data_dir(node))
+        """The node's event log; a Postfix node's delivery events are read from its maillog
+        (`lab.nodes.postfix.maillog`), as Postfix writes no JSON events of its own."""
+        events = read_events(self.data_dir(node))
+        config = self._topology.nodes[node].config if node in self._topology.nodes else None
+        if not isinstance(config, MailServerConfig) or config.software is not MtaSoftware.POSTFIX:
+            return events
+        from docker.errors import DockerException
+
+        try:
+            output: bytes = self._client.api.logs(self.containers[node], timestamps=True)
+        except (KeyError, DockerException):  # not created yet, or already gone
+            return events
+        from_maillog = maillog_events(output.decode(errors="replace"))
+        return sorted([*events, *from_maillog], key=lambda event: float(event.get("ts", 0.0)))
 
     def data_dir(self, node: str) -> Path:
         """The node's data dir as the host sees it."""
@@ -338,8 +353,6 @@ class DockerLab:
 
     def checks(self, node: NodePlan) -> list[WaitStrategy]:
         """What must hold before `node` counts as up (`lab.runtime.readiness`)."""
-        from lab.nodes.config import MailServerConfig
-        from lab.scenario.vocabulary import MtaSoftware
 
         found = self.readiness(node, self._topology)
         if node.kind != "router" and not found:
