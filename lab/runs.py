@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
 POLL_INTERVAL = 0.02
 # Seconds beyond the longest queue lifetime before calling a message deferred: the
-# bounce still has to be written and read back, which on a loaded host takes a
-# container's node seconds (a CI run once saw a docker bounce miss a 2 s margin).
-FOLLOW_MARGIN = {"local": 2.0, "docker": 10.0}
+# bounce still has to be written and read back, which on a loaded host takes seconds
+# (CI runs saw a 2 s margin miss a bounce on both backends).
+FOLLOW_MARGIN = 10.0
 
 
 class Fate(StrEnum):
@@ -179,7 +179,7 @@ def _follow_time(lab: Lab) -> float:
         for node in lab.topology.nodes.values()
         if isinstance(node.config, MailServerConfig) and node.config.queue is not None
     ]
-    return max(lifetimes, default=0.0) + FOLLOW_MARGIN.get(lab.backend, 10.0)
+    return max(lifetimes, default=0.0) + FOLLOW_MARGIN
 
 
 def _fate(lab: Lab, report: RunReport, address: str) -> RecipientFate:
