@@ -12,6 +12,8 @@ own connection, never the main session's, and is bounded by `SIDE_TIMEOUT`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from lab.diagnosis.probes.context import ProbeContext, insecure_context, permissive_context
 from lab.diagnosis.probes.failures import EXPECTED, failure_of
 from lab.diagnosis.requests import (
@@ -21,6 +23,7 @@ from lab.diagnosis.requests import (
     Failure,
     InspectResult,
     InspectTls,
+    Lines,
     ModeResult,
     PeekAfterStarttls,
     PeekResult,
@@ -153,31 +156,28 @@ async def peek_after_starttls(context: ProbeContext, request: PeekAfterStarttls)
 
 async def audit_relay(context: ProbeContext, request: AuditRelay) -> AuditResult:
     """Try to relay from outside, without a login; RSET before DATA, so nothing is sent."""
-    start = context.clock()
-    outside = _outside_session(context, f"to port {request.port}, no login")
-    if outside is None:  # the planner asks only targets that have one
+    replies: dict[str, SmtpReply] = {}
+
+    async def exchange(session: SmtpSession) -> SmtpReply:
+        replies["mail"] = mail = await session.mail(request.sender)
+        if mail.is_positive:
+            replies["rcpt"] = await session.rcpt(request.recipient)
+        return mail
+
+    asked = await _ask_from_outside(
+        context, f"to port {request.port}, no login", request.address, request.port,
+        request.helo, exchange,
+    )  # fmt: skip
+    if asked is None:  # the planner asks only targets that have one
         return AuditResult("nowhere", failure=Failure("error", "no host outside to probe from"))
-    source, session = outside
-    mail = rcpt = None
-    try:
-        refused = await _greet(session, request.address, request.port, request.helo)
-        if refused is None:
-            mail = await session.mail(request.sender)
-            if mail.is_positive:
-                rcpt = await session.rcpt(request.recipient)
-            await _leave(session)
-        failure = None if mail else Failure("error", f"the server greeted with {refused}")
-    except EXPECTED as error:
-        failure = failure_of(error)
-    finally:
-        await session.close()
+    source, failure, transcript, duration = asked
     return AuditResult(
         source,
-        mail=mail,
-        rcpt=rcpt,
+        mail=replies.get("mail"),
+        rcpt=replies.get("rcpt"),
         failure=failure,
-        transcript=tuple(session.transcript.lines),
-        duration=context.clock() - start,
+        transcript=transcript,
+        duration=duration,
     )
 
 
@@ -185,32 +185,59 @@ async def ask_recipient_server(
     context: ProbeContext, request: AskRecipientServer
 ) -> RecipientAnswers:
     """VRFY the recipient, then MAIL FROM:<> and RCPT TO it, then RSET: nothing is sent."""
-    start = context.clock()
-    outside = _outside_session(context, f"to port {request.port} of the recipient's server")
-    if outside is None:  # the planner asks only targets that have one
+    replies: dict[str, SmtpReply] = {}
+
+    async def exchange(session: SmtpSession) -> SmtpReply:
+        replies["vrfy"] = vrfy = await session.vrfy(request.recipient)
+        if (await session.mail("")).is_positive:
+            replies["rcpt"] = await session.rcpt(request.recipient)
+        return vrfy
+
+    asked = await _ask_from_outside(
+        context, f"to port {request.port} of the recipient's server", request.address,
+        request.port, request.helo, exchange,
+    )  # fmt: skip
+    if asked is None:  # the planner asks only targets that have one
         return RecipientAnswers("nowhere", failure=Failure("error", "no host outside"))
+    source, failure, transcript, duration = asked
+    return RecipientAnswers(
+        source,
+        vrfy=replies.get("vrfy"),
+        rcpt=replies.get("rcpt"),
+        failure=failure,
+        transcript=transcript,
+        duration=duration,
+    )
+
+
+async def _ask_from_outside(
+    context: ProbeContext,
+    where: str,
+    address: str,
+    port: int,
+    helo: str,
+    exchange: Callable[[SmtpSession], Awaitable[SmtpReply]],
+) -> tuple[str, Failure | None, Lines, float] | None:
+    """The frame the side conversations share: a session from the host outside, the
+    greeting, `exchange` (its first reply proves the server talked), RSET and QUIT.
+    Returns (source, failure, transcript, seconds); None where there is no host outside."""
+    start = context.clock()
+    outside = _outside_session(context, where)
+    if outside is None:
+        return None
     source, session = outside
-    vrfy = rcpt = None
     try:
-        refused = await _greet(session, request.address, request.port, request.helo)
+        refused = await _greet(session, address, port, helo)
+        answered = None
         if refused is None:
-            vrfy = await session.vrfy(request.recipient)
-            if (await session.mail("")).is_positive:
-                rcpt = await session.rcpt(request.recipient)
+            answered = await exchange(session)
             await _leave(session)
-        failure = None if vrfy else Failure("error", f"the server greeted with {refused}")
+        failure = None if answered else Failure("error", f"the server greeted with {refused}")
     except EXPECTED as error:
         failure = failure_of(error)
     finally:
         await session.close()
-    return RecipientAnswers(
-        source,
-        vrfy=vrfy,
-        rcpt=rcpt,
-        failure=failure,
-        transcript=tuple(session.transcript.lines),
-        duration=context.clock() - start,
-    )
+    return source, failure, tuple(session.transcript.lines), context.clock() - start
 
 
 def _outside_session(context: ProbeContext, where: str) -> tuple[str, SmtpSession] | None:
