@@ -48,6 +48,29 @@ async def ask(
     return await talk(conversation)
 
 
+@pytest.mark.parametrize(
+    ("vrfy", "announced"),
+    [
+        ("enabled", ["vrfy", "etrn"]),
+        ("ambiguous", ["vrfy", "etrn"]),
+        ("disabled", ["etrn"]),
+    ],
+)
+async def test_ehlo_names_the_commands_answered_as_postfix_does(
+    mail_server: StartServer, vrfy: str, announced: list[str]
+) -> None:
+    server = await mail_server(vrfy=vrfy)
+
+    def keywords() -> list[str]:
+        with LabSMTP(server.port()) as client:
+            client.ehlo("client.example")
+            return list(client.esmtp_features)
+
+    features = await talk(keywords)
+    # Postfix 3.7: 250-VRFY then 250-ETRN (after SIZE); no VRFY when it is disabled.
+    assert [f for f in features if f in ("vrfy", "etrn")] == announced
+
+
 class TestVrfy:
     async def test_enabled_answers_as_rcpt_would(self, mail_server: StartServer) -> None:
         server = await mail_server()

@@ -97,10 +97,12 @@ def _world(tmp_path: Path) -> Any:
 def _ask(port: int) -> list[tuple[int, str]]:
     with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
         client.ehlo("client.example")
+        # The commands beyond the transaction the server names in its EHLO reply.
+        named = " ".join(k for k in client.esmtp_features if k in ("vrfy", "etrn", "expn"))
         answers = [client.docmd(verb, argument) for verb, argument in CONVERSATION]
         client.mail("alice@example.com")
         answers.append(client.docmd("ETRN", "example.net"))  # inside a transaction
-    return [(code, text.decode()) for code, text in answers]
+    return [(code, text.decode()) for code, text in answers] + [(250, named)]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +128,11 @@ def answers(
 @pytest.mark.parametrize("pair", sorted(PAIRS))
 def test_the_lab_answers_as_postfix(answers: dict[str, list[tuple[int, str]]], pair: str) -> None:
     postfix, lab = answers[f"pf-{pair}"], answers[f"lab-{pair}"]
-    asked = [*(f"{verb} {argument}" for verb, argument in CONVERSATION), "ETRN in MAIL"]
+    asked = [
+        *(f"{verb} {argument}" for verb, argument in CONVERSATION),
+        "ETRN in MAIL",
+        "EHLO keywords",
+    ]
     assert list(zip(asked, lab, strict=True)) == list(zip(asked, postfix, strict=True))
 
 
@@ -138,6 +144,8 @@ def test_what_postfix_says(answers: dict[str, list[tuple[int, str]]]) -> None:
     assert replies["VRFY nobody@example.org"][1].startswith("5.1.1 <nobody@example.org>")
     assert replies["EXPN staff@example.org"] == (500, "5.5.2 Error: command not recognized")
     assert replies["TURN "] == (500, "5.5.2 Error: command not recognized")
+    assert answers["pf-open"][-1] == (250, "vrfy etrn")
+    assert answers["pf-closed"][-1] == (250, "etrn")
     assert replies["ETRN example.org"] == (459, "<example.org>: service unavailable")
     assert answers["pf-closed"][0] == (502, "5.5.1 VRFY command is disabled")
     assert answers["pf-backup"][CONVERSATION.index(("ETRN", "example.net"))] == (

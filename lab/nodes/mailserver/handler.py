@@ -38,7 +38,7 @@ from lab.replies import (
     S550_SEND_AS_DENIED,
     S554_NO_SERVICE,
 )
-from lab.scenario.model import AuthPolicy, SendAsPolicy
+from lab.scenario.model import AuthPolicy, SendAsPolicy, VrfyPolicy
 
 NULL_SENDER = ""
 
@@ -132,7 +132,12 @@ class MailHandler:
             if keyword == "SIZE" and self.config.max_size is None:
                 continue
             kept.append(line)
-        return kept
+        # Postfix names the commands it answers beyond the transaction after SIZE (or the
+        # greeting line): VRFY unless `disable_vrfy_command`, ETRN always (RFC 1985 §4).
+        vrfy = [] if self.config.vrfy == VrfyPolicy.DISABLED else ["250-VRFY"]
+        offered = [*vrfy, "250-ETRN"]
+        at = next((i + 1 for i, line in enumerate(kept) if line[4:].upper().startswith("SIZE")), 1)
+        return [*kept[:at], *offered, *kept[at:]]
 
     # --- envelope -----------------------------------------------------------------------------
 
