@@ -313,6 +313,16 @@ async def test_server_big_answer_truncated_on_udp_whole_on_tcp(server: RunningDn
     assert sorted(rdata.to_text() for rdata in tcp.answer[0]) == sorted(MANY_A)
 
 
+async def test_server_answers_records_in_the_zone_order_every_time(server: RunningDns) -> None:
+    """Never shuffled: Postfix tries addresses as given (smtp_randomize_addresses = no), and
+    a failover to the second address must happen on every run, not on half of them."""
+    orders = set()
+    for _ in range(12):
+        response = await ask(server, "big.example.com.", "A", "tcp")  # 40 records: whole on TCP
+        orders.add(tuple(rdata.to_text() for rdata in response.answer[0]))
+    assert orders == {tuple(MANY_A)}
+
+
 async def test_server_survives_junk_over_udp(server: RunningDns) -> None:
     loop = asyncio.get_running_loop()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

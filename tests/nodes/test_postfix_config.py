@@ -52,6 +52,15 @@ def test_relay_trusts_its_networks_and_logins_and_delivers_to_the_lab_mailboxes(
     assert main["maximal_queue_lifetime"].endswith("s")
 
 
+def test_a_connector_tries_the_bridgeheads_in_dns_order_as_the_lab_relay_does() -> None:
+    """Postfix shuffles a name's addresses by default: the failover would show in half the
+    runs only (bridgehead-failover's diagnosis then said "healthy")."""
+    main = settings_of(
+        postfix_setup(postfix_config("bridgehead-failover", "relay")).files[ETC / "main.cf"]
+    )
+    assert main["smtp_randomize_addresses"] == "no"
+
+
 def test_listeners_become_smtpd_services_with_their_tls_and_auth_policy() -> None:
     master = postfix_setup(postfix_config("relay-denied", "relay")).files[ETC / "master.cf"]
     port_25, port_587 = master.split("\n587 ")[0], master.split("\n587 ")[1].split("\npickup")[0]

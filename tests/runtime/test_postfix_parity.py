@@ -50,10 +50,6 @@ ENGINE_WRONG: dict[str, str] = {}
 # relay's two-second queue lifetime delivers on an idle host and bounces on a busy one.
 TIMING: dict[str, str] = {
     "greylisted": "postgrey's 1 s delay vs the Postfix relay's 2 s lifetime: bounces under load",
-    # Read from the maillog since the relay's delivery events come from it; passed 5 of 6
-    # runs, once not beside backup-mx-queues on a loaded host (cause not yet found: perhaps
-    # the status=sent line reaching the container log after the engine read it).
-    "bridgehead-failover": "the failover read from Postfix's maillog: 1 of 6 runs missed it",
 }
 
 

@@ -9,6 +9,7 @@ and the relay's own attempts as a transcript.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import Sequence
@@ -29,18 +30,36 @@ if TYPE_CHECKING:
 _SIZE_LINE = re.compile(r"^250[- ]SIZE\s+(\d+)\s*$", re.IGNORECASE)
 _SIZE_IN_BOUNCE = re.compile(r"exceeds size limit (\d+) of server", re.IGNORECASE)
 
+# A relay's log can lag behind the mailbox: a Postfix node's lines reach the engine through
+# docker's container log, which is written asynchronously. How long to wait for them.
+SETTLE_TIME = 10.0
+SETTLE_POLL = 0.1
+_SETTLED = frozenset({"delivered", "bounced", "expired"})
+
 
 async def follow(context: ProbeContext, main: MainSession) -> DeliveryResult:
     """Ask the target what became of the accepted message."""
     start = context.clock()
     report = await context.target.follow(context.settings, main.handoff())
     events = context.target.delivery_events(main.message_id)
+    if report is not None and report.outcome in (Outcome.DELIVERED, Outcome.BOUNCED):
+        deadline = context.clock() + SETTLE_TIME
+        while unsettled(events) and context.clock() < deadline:
+            await asyncio.sleep(SETTLE_POLL)
+            events = context.target.delivery_events(main.message_id)
     if main.address is not None and not any(e.get("event") == "route" for e in events):
         # A server that logs no route decisions (Postfix): its configured route instead.
         domains = dict.fromkeys(domain_of(address) for address in context.settings.to)
         configured = (context.target.configured_route(main.address, d) for d in domains)
         events = [*(route for route in configured if route is not None), *events]
     return delivery_from(report, events, duration=context.clock() - start)
+
+
+def unsettled(events: Sequence[dict[str, Any]]) -> set[str]:
+    """Queue entries that logged taking the message and not yet what became of it."""
+    queued = {str(e.get("queue_id")) for e in events if e.get("event") == "queued"}
+    done = {str(e.get("queue_id")) for e in events if e.get("event") in _SETTLED}
+    return queued - done
 
 
 def delivery_from(

@@ -231,8 +231,10 @@ class DnsHandler:
         else:
             limit = UDP_DEFAULT_PAYLOAD
         # Too big for UDP: truncate and set TC so that the client retries over TCP.
+        # Records go out in the zone's order, never shuffled (dnspython's default): a client
+        # that does not sort them (Postfix) then tries them in the same order on every run.
         try:
-            reply = result.to_wire(max_size=limit, prefer_truncation=True)
+            reply = result.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
         except Exception as exc:
             error = f"cannot render the reply: {exc!r}"
             result = dns.message.make_response(request)

@@ -64,6 +64,9 @@ def main_cf(config: MailServerConfig) -> str:
         "smtpd_sasl_security_options": "noanonymous",
         "smtpd_tls_security_level": "may",
         "smtp_tls_security_level": "may",
+        # The lab's relay tries a name's addresses in the order DNS gives them (a failover
+        # to the second bridgehead is then the same in every run); Postfix shuffles them.
+        "smtp_randomize_addresses": "no",
         "smtp_connect_timeout": postfix_time(config.queue.connect_timeout if config.queue else 2),
         "unknown_client_reject_code": str(config.checks.ptr_reject_code),
         # Sessions at once from one client address (anvil): the office behind one NAT.
