@@ -133,7 +133,7 @@ class MailHandler:
                 continue
             kept.append(line)
         # Postfix names the commands it answers beyond the transaction after SIZE (or the
-        # greeting line): VRFY unless `disable_vrfy_command`, ETRN always (RFC 1985 §4).
+        # greeting line): VRFY unless `disable_vrfy_command`, ETRN always (RFC 1985).
         vrfy = [] if self.config.vrfy == VrfyPolicy.DISABLED else ["250-VRFY"]
         offered = [*vrfy, "250-ETRN"]
         at = next((i + 1 for i, line in enumerate(kept) if line[4:].upper().startswith("SIZE")), 1)
